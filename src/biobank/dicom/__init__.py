@@ -1,0 +1,21 @@
+"""DICOM nouns shared by the services: synthetic test data and (later) readers and writers."""
+
+from biobank.dicom.synthetic import (
+    CorpusSummary,
+    PlantedPHI,
+    PlantedStudy,
+    make_ct_series,
+    make_mr_series,
+    make_patient_phi,
+    write_corpus,
+)
+
+__all__ = [
+    "CorpusSummary",
+    "PlantedPHI",
+    "PlantedStudy",
+    "make_ct_series",
+    "make_mr_series",
+    "make_patient_phi",
+    "write_corpus",
+]
