@@ -4,7 +4,8 @@ Each output file is matched to its source instance by the tail of its pixel data
 de-identifiers here leave pixels alone), then its header bytes - everything before the pixel
 data - are searched for every value planted for that patient, in ISO 8859-1 and in UTF-8.
 A file that cannot be matched is searched whole for every patient's values. The attributes
-that still hold a value are named from a pydicom walk of the first files with residue.
+that still hold a value are named from a pydicom walk of 25 files with residue, spread over
+the output.
 """
 
 from __future__ import annotations
@@ -48,13 +49,18 @@ class ResidueReport:
             "files": self.files,
             "matched_to_source": self.matched,
             "files_with_planted_phi": self.files_with_phi,
-            "categories": dict(self.categories.most_common()),
-            "attributes": dict(self.attributes.most_common()),
+            "categories": _ranked(self.categories),
+            "attributes": _ranked(self.attributes),
             "attribute_sample_files": self.attribute_sample,
             "dciodvfy_errors_per_file": self.dciodvfy_errors,
             "dciodvfy_warnings": self.dciodvfy_warnings,
             "dciodvfy_top_errors": dict(self.dciodvfy_top_errors.most_common(5)),
         }
+
+
+def _ranked(counter: Counter[str]) -> dict[str, int]:
+    """Most frequent first, then by name: the same run gives the same order."""
+    return dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 Patterns = list[tuple[bytes, str]]
@@ -85,6 +91,7 @@ class ResidueChecker:
     def check(self, out_dir: Path, *, validate: int = 5) -> ResidueReport:
         report = ResidueReport()
         files = sorted(p for p in out_dir.rglob("*") if p.is_file())
+        with_phi: list[tuple[Path, list[bytes]]] = []
         for path in files:
             data = path.read_bytes()
             if data[128:132] != b"DICM" and path.suffix != ".dcm":
@@ -98,13 +105,15 @@ class ResidueChecker:
             else:
                 header, patterns = data, self.all_patterns
             found = {(pat, cat) for pat, cat in patterns if pat in header}
-            if not found:
-                continue
-            report.files_with_phi += 1
-            report.categories.update({cat for _, cat in found})
-            if report.attribute_sample < ATTRIBUTE_SAMPLE:
-                report.attribute_sample += 1
-                report.attributes.update(_attributes(path, [p for p, _ in found]))
+            if found:
+                report.categories.update({cat for _, cat in found})
+                with_phi.append((path, [pat for pat, _ in found]))
+        report.files_with_phi = len(with_phi)
+        # Name the attributes in files spread over the output (CT and MR alike).
+        step = max(1, len(with_phi) // ATTRIBUTE_SAMPLE)
+        for path, found_patterns in with_phi[::step][:ATTRIBUTE_SAMPLE]:
+            report.attribute_sample += 1
+            report.attributes.update(_attributes(path, found_patterns))
         if validate:
             _validate(files, validate, report)
         return report

@@ -244,7 +244,8 @@ def _tables(
         "## Planted-PHI residue (every output file) and validity (dciodvfy, 5 files)",
         "",
         "| output of | files out | files with planted PHI | PHI categories (files) | "
-        "PHI found in (first 25 files with residue) | dciodvfy errors (5 files) | "
+        "PHI found in (25 files with residue; count shown if not all 25) | "
+        "dciodvfy errors (5 files) | "
         "most frequent dciodvfy error |",
         "|---|---:|---:|---|---|---:|---|",
     ]
@@ -252,7 +253,7 @@ def _tables(
     rows += [(m.label, m.residue) for m in results if m.residue]
     for label, r in rows:
         cats = ", ".join(f"{k} {v}" for k, v in r["categories"].items()) or "none"
-        attrs = ", ".join(f"{k} ({v})" for k, v in list(r["attributes"].items())[:12]) or "–"
+        attrs = _attribute_summary(r["attributes"], r["attribute_sample_files"])
         top_error = next(iter(r["dciodvfy_top_errors"]), "–")
         lines.append(
             f"| {label} | {r['files']:,} | {r['files_with_planted_phi']:,}/{r['files']:,} | "
@@ -260,6 +261,24 @@ def _tables(
             f"{r['dciodvfy_errors_per_file']} | {top_error} |"
         )
     return "\n".join(lines)
+
+
+def _attribute_summary(attributes: dict[str, int], sample: int) -> str:
+    """Standard attributes by name; private ones counted per creator (JSON has them all)."""
+    if not attributes:
+        return "–"
+    standard: list[str] = []
+    private: dict[str, int] = {}
+    for label, count in attributes.items():
+        tail = label.rsplit(">", 1)[-1]
+        if tail.startswith("(") and ") " in tail:
+            creator = tail.split(") ", 1)[1]
+            private[creator] = private.get(creator, 0) + 1
+        else:
+            standard.append(label if count == sample else f"{label} ({count})")
+    shown = standard[:14] + [f"+{len(standard) - 14} more"] * (len(standard) > 14)
+    shown += [f"{creator} private ×{n}" for creator, n in sorted(private.items())]
+    return ", ".join(shown)
 
 
 def _targets(results: list[Measurement], ours: Measurement | None) -> list[str]:
@@ -323,17 +342,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         help="comma-separated subjects: cp,cp-sync,gdcmanon,gdcmanon-dumb,"
-        "dicognito,deid,ours (default: all)",
+        "dicognito,deid,ours,ours-basic (default: all)",
     )
     parser.add_argument("--skip", default="", help="comma-separated subjects to leave out")
     parser.add_argument("--runs", type=int, default=3, help="runs of fast subjects (median)")
-    parser.add_argument("--slow-runs", type=int, default=1, help="runs of dicognito and deid")
+    parser.add_argument("--slow-runs", type=int, default=1, help="runs of slow subjects")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="ours: --jobs")
     parser.add_argument(
         "--deid-subset",
         type=int,
-        default=0,
-        help="run deid on the first N files only and scale (default 0: all files)",
+        default=500,
+        help="run deid on the first N files only and scale its time to the corpus "
+        "(default 500, a quarter of the default corpus; 0: all files)",
     )
     parser.add_argument("--cold", action="store_true", help="drop the page cache before runs")
     parser.add_argument("--regenerate", action="store_true", help="regenerate the corpus")

@@ -234,7 +234,9 @@ def _biobank_exe() -> str:
     return _which("biobank")
 
 
-def _ours_setup(jobs: int) -> Callable[[Path], Callable[[Path, Path], list[list[str]]]]:
+def _ours_setup(
+    jobs: int, profile: str | None = None
+) -> Callable[[Path], Callable[[Path, Path], list[list[str]]]]:
     def setup(tmp: Path) -> Callable[[Path, Path], list[list[str]]]:
         exe = _biobank_exe()
         proc = subprocess.run([exe, "deid", "--help"], capture_output=True, check=False)
@@ -264,6 +266,7 @@ def _ours_setup(jobs: int) -> Callable[[Path], Callable[[Path, Path], list[list[
                     str(report),
                     "--jobs",
                     str(jobs),
+                    *(["--profile", profile] if profile else []),
                 ]
             ]
 
@@ -343,10 +346,20 @@ def all_subjects(*, jobs: int, deid_subset: int) -> list[Subject]:
         Subject(
             "ours",
             f"biobank deid --jobs {jobs}",
-            "`biobank deid CORPUS --out OUT --key-file KEY --report R.json --jobs N`",
+            "`biobank deid CORPUS --out OUT --key-file KEY --report R.json --jobs N` "
+            "(default profile)",
             "deid",
             False,
             _ours_setup(jobs),
+            _ours_version,
+        ),
+        Subject(
+            "ours-basic",
+            f"biobank deid --profile basic --jobs {jobs}",
+            "same, PS3.15 basic profile without options (the default profile is `research`)",
+            "deid",
+            True,
+            _ours_setup(jobs, "basic"),
             _ours_version,
         ),
     ]

@@ -18,7 +18,16 @@ from biobank.dicom.synthetic import make_ct_series, make_patient_phi
 
 runner = CliRunner()
 
-COMMANDS = [[], ["deid"], ["keygen"], ["pseudonym"], ["pseudonym", "lookup"], ["profile"], ["profile", "list"], ["profile", "show"]]
+COMMANDS = [
+    [],
+    ["deid"],
+    ["keygen"],
+    ["pseudonym"],
+    ["pseudonym", "lookup"],
+    ["profile"],
+    ["profile", "list"],
+    ["profile", "show"],
+]
 
 
 def test_version() -> None:
@@ -51,13 +60,31 @@ def test_keygen_deid_lookup_round_trip(tmp_path: Path, sample: Path) -> None:
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     out, report = tmp_path / "out", tmp_path / "report.json"
-    result = runner.invoke(app, ["deid", str(sample), "--out", str(out), "--key-file", str(key), "--report", str(report), "--jobs", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "deid",
+            str(sample),
+            "--out",
+            str(out),
+            "--key-file",
+            str(key),
+            "--report",
+            str(report),
+            "--jobs",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "written" in result.output and "rejected" in result.output
     document = json.loads(report.read_text())
     assert document["summary"]["written"] == 2 and document["summary"]["rejected"] == 1
-    pseudonym = next(i["record"]["patient_pseudonym"] for i in document["items"] if i["outcome"] == "written")
-    looked = runner.invoke(app, ["pseudonym", "lookup", pseudonym, "--key-file", str(key), "--json"])
+    pseudonym = next(
+        i["record"]["patient_pseudonym"] for i in document["items"] if i["outcome"] == "written"
+    )
+    looked = runner.invoke(
+        app, ["pseudonym", "lookup", pseudonym, "--key-file", str(key), "--json"]
+    )
     assert looked.exit_code == 0, looked.output
     assert json.loads(looked.output)["patient_id"] == make_patient_phi(3, seed=11).patient_id
 
@@ -65,7 +92,9 @@ def test_keygen_deid_lookup_round_trip(tmp_path: Path, sample: Path) -> None:
 def test_deid_json_summary(tmp_path: Path, sample: Path) -> None:
     key = tmp_path / "site.key"
     runner.invoke(app, ["keygen", str(key)])
-    result = runner.invoke(app, ["deid", str(sample), "-o", str(tmp_path / "o"), "-k", str(key), "--json"])
+    result = runner.invoke(
+        app, ["deid", str(sample), "-o", str(tmp_path / "o"), "-k", str(key), "--json"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)["summary"]
     assert summary["inputs"] == 3 and summary["written"] == 2
@@ -90,7 +119,9 @@ def test_key_readable_by_others_is_refused(tmp_path: Path, sample: Path) -> None
     key = tmp_path / "site.key"
     runner.invoke(app, ["keygen", str(key)])
     os.chmod(key, 0o644)
-    result = runner.invoke(app, ["deid", str(sample), "--out", str(tmp_path / "o"), "--key-file", str(key)])
+    result = runner.invoke(
+        app, ["deid", str(sample), "--out", str(tmp_path / "o"), "--key-file", str(key)]
+    )
     assert result.exit_code != 0
     assert "chmod 600" in result.output
 
@@ -110,7 +141,17 @@ def test_console_script_runs(tmp_path: Path, sample: Path) -> None:
     key = tmp_path / "site.key"
     subprocess.run([exe, "keygen", str(key)], check=True, capture_output=True)
     proc = subprocess.run(
-        [exe, "deid", str(sample), "--out", str(tmp_path / "out"), "--key-file", str(key), "--jobs", "2"],
+        [
+            exe,
+            "deid",
+            str(sample),
+            "--out",
+            str(tmp_path / "out"),
+            "--key-file",
+            str(key),
+            "--jobs",
+            "2",
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -145,6 +145,25 @@ def values_of(ds: Dataset, tag: int) -> list[str]:
     return found
 
 
+def private_not_on_safe_list(ds: Dataset) -> list[str]:
+    """Private data elements at any depth that the packaged safe list does not name."""
+    from biobank.deid.private import load_safe_private
+
+    safe = load_safe_private()
+    found: list[str] = []
+    for elem in ds:
+        tag = int(elem.tag)
+        if tag >> 16 & 1 and tag & 0xFFFF > 0xFF:
+            creator_tag = (tag & 0xFFFF0000) | (tag >> 8 & 0xFF)
+            creator = str(ds[creator_tag].value) if creator_tag in ds else ""
+            if not creator or safe.lookup(tag >> 16, creator, tag & 0xFF) is None:
+                found.append(f"{elem.tag} {creator!r}")
+        if elem.VR == "SQ":
+            for item in elem.value:
+                found.extend(private_not_on_safe_list(item))
+    return found
+
+
 def empty_items(ds: Dataset) -> list[str]:
     """Paths of sequence items left with no element in them (karnak #51)."""
     return [
@@ -231,9 +250,7 @@ def make_ultrasound(
 ) -> Dataset:
     """An RGB (multi-frame) Ultrasound image without BurnedInAnnotation."""
     n_frames, rows, columns = frames.shape[:3]
-    sop_class = (
-        "1.2.840.10008.5.1.4.1.1.3.1" if n_frames > 1 else "1.2.840.10008.5.1.4.1.1.6.1"
-    )
+    sop_class = "1.2.840.10008.5.1.4.1.1.3.1" if n_frames > 1 else "1.2.840.10008.5.1.4.1.1.6.1"
     ds = make_image(modality="US", sop_class=sop_class, rows=rows, columns=columns, key=key)
     ds.ImageType = ["ORIGINAL", "PRIMARY", "ABDOMINAL"]
     ds.SamplesPerPixel = 3
@@ -263,6 +280,125 @@ def make_ultrasound(
     return ds
 
 
+RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+
+
+def make_rtstruct(ct: list[Dataset], *, key: object = "rtstruct") -> Dataset:
+    """An RT Structure Set on ``ct`` whose contours reference every slice (pymedphys #372)."""
+    first = ct[0]
+    ds = Dataset()
+    ds.SpecificCharacterSet = first.get("SpecificCharacterSet", "ISO_IR 100")
+    ds.InstanceCreationDate = first.StudyDate
+    ds.InstanceCreationTime = first.StudyTime
+    ds.SOPClassUID = RT_STRUCTURE_SET_STORAGE
+    ds.SOPInstanceUID = uid(key, "sop", first.SOPInstanceUID)
+    for keyword in (
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "ReferringPhysicianName",
+        "StudyDescription",
+        "PatientName",
+        "PatientID",
+        "IssuerOfPatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "StudyID",
+    ):
+        if keyword in first:
+            setattr(ds, keyword, first[keyword].value)
+    ds.Modality = "RTSTRUCT"
+    ds.Manufacturer = "QZ Contouring"
+    ds.OperatorsName = "QZCONTOUR^DOSIMETRIST"
+    ds.SeriesInstanceUID = uid(key, "series", first.SeriesInstanceUID)
+    ds.SeriesNumber = "90"
+    ds.SeriesDescription = "RTSTRUCT"
+    ds.StructureSetLabel = "QZ PLAN"
+    ds.StructureSetDate = first.StudyDate
+    ds.StructureSetTime = first.StudyTime
+    contour_images = []
+    for image in ct:
+        item = Dataset()
+        item.ReferencedSOPClassUID = image.SOPClassUID
+        item.ReferencedSOPInstanceUID = image.SOPInstanceUID
+        contour_images.append(item)
+    series = Dataset()
+    series.SeriesInstanceUID = first.SeriesInstanceUID
+    series.ContourImageSequence = Sequence(contour_images)
+    study = Dataset()
+    study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study (retired), as TPS do
+    study.ReferencedSOPInstanceUID = first.StudyInstanceUID
+    study.RTReferencedSeriesSequence = Sequence([series])
+    frame = Dataset()
+    frame.FrameOfReferenceUID = first.FrameOfReferenceUID
+    frame.RTReferencedStudySequence = Sequence([study])
+    ds.ReferencedFrameOfReferenceSequence = Sequence([frame])
+    roi = Dataset()
+    roi.ROINumber = 1
+    roi.ReferencedFrameOfReferenceUID = first.FrameOfReferenceUID
+    roi.ROIName = "GTV"
+    roi.ROIGenerationAlgorithm = "MANUAL"
+    ds.StructureSetROISequence = Sequence([roi])
+    contours = []
+    for image in ct:
+        x, y, z = (float(v) for v in image.ImagePositionPatient)
+        contour = Dataset()
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = image.SOPClassUID
+        reference.ReferencedSOPInstanceUID = image.SOPInstanceUID
+        contour.ContourImageSequence = Sequence([reference])
+        contour.ContourGeometricType = "CLOSED_PLANAR"
+        contour.NumberOfContourPoints = 4
+        points = [(x + 100, y + 100), (x + 140, y + 100), (x + 140, y + 140), (x + 100, y + 140)]
+        contour.ContourData = [f"{v:.2f}" for px, py in points for v in (px, py, z)]
+        contours.append(contour)
+    roi_contour = Dataset()
+    roi_contour.ReferencedROINumber = 1
+    roi_contour.ROIDisplayColor = [255, 0, 0]
+    roi_contour.ContourSequence = Sequence(contours)
+    ds.ROIContourSequence = Sequence([roi_contour])
+    observation = Dataset()
+    observation.ObservationNumber = 1
+    observation.ReferencedROINumber = 1
+    observation.RTROIInterpretedType = "GTV"
+    observation.ROIInterpreter = "QZCONTOUR^DOSIMETRIST"
+    ds.RTROIObservationsSequence = Sequence([observation])
+    ds.ApprovalStatus = "UNAPPROVED"
+    return with_file_meta(ds)
+
+
+def make_seg(ct: list[Dataset], *, key: object = "seg") -> Dataset:
+    """A binary Segmentation of ``ct`` made with highdicom (a box on the middle slices)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    mask = np.zeros((len(ct), int(ct[0].Rows), int(ct[0].Columns)), dtype=bool)
+    mask[1:-1, 20:40, 20:40] = True
+    description = hd.seg.SegmentDescription(
+        segment_number=1,
+        segment_label="nodule",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Nodule,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+    )
+    seg = hd.seg.Segmentation(
+        source_images=ct,
+        pixel_array=mask,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description],
+        series_instance_uid=uid(key, "series"),
+        series_number=100,
+        sop_instance_uid=uid(key, "sop"),
+        instance_number=1,
+        manufacturer="QZ Segmenter",
+        manufacturer_model_name="QZ Model",
+        software_versions="1.0",
+        device_serial_number="QZSEG001",
+    )
+    return seg
+
+
 def decoded_frames(ds: Dataset) -> npt.NDArray[np.generic]:
     """The output's pixels as ``(frames, rows, columns[, samples])``."""
     arr = ds.pixel_array
@@ -287,7 +423,10 @@ __all__ = [
     "encode",
     "leaks",
     "make_image",
+    "make_rtstruct",
+    "make_seg",
     "make_ultrasound",
+    "private_not_on_safe_list",
     "read",
     "rgb_frames",
     "tags_anywhere",

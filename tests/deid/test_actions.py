@@ -75,7 +75,10 @@ class TestTable:
         table = load_table()
         study_date = table.by_tag[0x00080020]
         assert resolve_row_action(study_date, frozenset()) == "Z"
-        assert resolve_row_action(study_date, frozenset({Option.RETAIN_LONGITUDINAL_FULL_DATES})) == "K"
+        assert (
+            resolve_row_action(study_date, frozenset({Option.RETAIN_LONGITUDINAL_FULL_DATES}))
+            == "K"
+        )
         assert (
             resolve_row_action(study_date, frozenset({Option.RETAIN_LONGITUDINAL_MODIFIED_DATES}))
             == "C"
@@ -97,11 +100,18 @@ class TestTable:
 
 
 class TestActionCodes:
-    def test_u_remaps_every_instance_uid_consistently(self, basic: Profile, pseudonymizer: Pseudonymizer) -> None:
+    def test_u_remaps_every_instance_uid_consistently(
+        self, basic: Profile, pseudonymizer: Pseudonymizer
+    ) -> None:
         ds = make_ct()
         old = (ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID)
         out = deid(ds, basic, pseudonymizer).dataset
-        new = (out.SOPInstanceUID, out.StudyInstanceUID, out.SeriesInstanceUID, out.FrameOfReferenceUID)
+        new = (
+            out.SOPInstanceUID,
+            out.StudyInstanceUID,
+            out.SeriesInstanceUID,
+            out.FrameOfReferenceUID,
+        )
         for before, after in zip(old, new, strict=True):
             assert after != before
             assert after == pseudonymizer.uid(before)
@@ -138,7 +148,9 @@ class TestActionCodes:
         assert "Doeberg" not in description and "2024" not in description
         assert result.dataset.SeriesDescription == "Axial 1.25mm lung"
 
-    def test_composites_resolve_by_iod_type(self, basic: Profile, pseudonymizer: Pseudonymizer) -> None:
+    def test_composites_resolve_by_iod_type(
+        self, basic: Profile, pseudonymizer: Pseudonymizer
+    ) -> None:
         out = deid(make_ct(), basic, pseudonymizer).dataset
         # X/Z/D Institution Name and Station Name are Type 3 in a CT image: removed.
         assert "InstitutionName" not in out
@@ -149,7 +161,9 @@ class TestActionCodes:
         # Z/D Patient ID is replaced by the pseudonym (a dummy value).
         assert out.PatientID == out.PatientName and out.PatientID.startswith("P")
 
-    def test_record_counts_actions_without_values(self, basic: Profile, pseudonymizer: Pseudonymizer) -> None:
+    def test_record_counts_actions_without_values(
+        self, basic: Profile, pseudonymizer: Pseudonymizer
+    ) -> None:
         result = deid(make_ct(), basic, pseudonymizer)
         record = result.record.to_json()
         assert record["actions"]["X"] >= 4 and record["actions"]["U"] >= 4
@@ -175,14 +189,18 @@ class TestOptions:
             ("retain_longitudinal_full_dates", "StudyDate", "20240315"),
         ],
     )
-    def test_retain_options_keep(self, option: str, keyword: str, value: str, pseudonymizer: Pseudonymizer) -> None:
+    def test_retain_options_keep(
+        self, option: str, keyword: str, value: str, pseudonymizer: Pseudonymizer
+    ) -> None:
         kept = deid(make_ct(), profile_with(option), pseudonymizer).dataset
         assert kept.get(keyword) == value
         removed = deid(make_ct(), builtin_profile("basic"), pseudonymizer).dataset
         assert removed.get(keyword, "") != value
 
     def test_modified_dates_shift_consistently(self, pseudonymizer: Pseudonymizer) -> None:
-        out = deid(make_ct(), profile_with("retain_longitudinal_modified_dates"), pseudonymizer).dataset
+        out = deid(
+            make_ct(), profile_with("retain_longitudinal_modified_dates"), pseudonymizer
+        ).dataset
         assert out.StudyDate != "20240315" and len(out.StudyDate) == 8
         assert out.AcquisitionDateTime.startswith(out.StudyDate)
         assert out.AcquisitionDateTime.endswith("101612.250000+0100")
@@ -240,13 +258,17 @@ class TestOptions:
         assert layer.TextObjectSequence[0].UnformattedTextValue == "ANONYMIZED"
         assert b"Doeberg" not in cleaned.data and b"7734521" not in cleaned.data
 
-    def test_method_codes_name_applied_options(self, research: Profile, pseudonymizer: Pseudonymizer) -> None:
+    def test_method_codes_name_applied_options(
+        self, research: Profile, pseudonymizer: Pseudonymizer
+    ) -> None:
         out = deid(make_ct(), research, pseudonymizer).dataset
         codes = [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
         expected = {"113100"} | {o.code for o in research.options if o.is_table_column}
         assert set(codes) == expected
         assert "113101" not in codes  # no pixel cleaning happened on a CT
-        assert all(item.CodingSchemeDesignator == "DCM" for item in out.DeidentificationMethodCodeSequence)
+        assert all(
+            item.CodingSchemeDesignator == "DCM" for item in out.DeidentificationMethodCodeSequence
+        )
         assert out.PatientIdentityRemoved == "YES"
         assert any("research" in line for line in out.DeidentificationMethod)
 
@@ -270,7 +292,11 @@ class TestProfiles:
             ("name: x\noptions: [retain_everything]\n", "unknown option"),
             ("options: [clean_descriptors]\n", "'name'"),
             ("name: x\nopts: []\n", "unknown key"),
-            ("name: x\noptions: [retain_longitudinal_full_dates, retain_longitudinal_modified_dates]\n", "either"),
+            (
+                "name: x\noptions: [retain_longitudinal_full_dates,"
+                " retain_longitudinal_modified_dates]\n",
+                "either",
+            ),
             ("name: x\nallow_tags: ['0x00091001']\n", "private"),
             ("name: [unclosed\n", "YAML"),
         ],
@@ -285,4 +311,6 @@ class TestProfiles:
         plain = deid(ds, profile_with("retain_patient_characteristics"), pseudonymizer).dataset
         assert 0x00181240 not in plain
         allowing = parse_profile("name: a\noptions: []\nallow_tags: ['0x00181240']\n")
-        assert deid(make_ct() if False else ds, allowing, pseudonymizer).dataset[0x00181240].value == 4
+        assert (
+            deid(make_ct() if False else ds, allowing, pseudonymizer).dataset[0x00181240].value == 4
+        )

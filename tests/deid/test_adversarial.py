@@ -13,13 +13,13 @@ import datetime as dt
 import hashlib
 import re
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pydicom import Dataset, dcmread
 from pydicom.datadict import dictionary_is_retired, keyword_for_tag
-from pydicom.dataelem import DataElement
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     JPEG2000,
@@ -57,6 +57,7 @@ from tests.deid.adversarial_helpers import (
     leaks,
     make_image,
     make_ultrasound,
+    private_not_on_safe_list,
     read,
     rgb_frames,
     tags_anywhere,
@@ -183,9 +184,7 @@ def test_case03_request_attributes_removed_or_cleaned(
         ]
     )
     result = deid(ds, profile, pseudonymizer)
-    assert_absent(
-        result.data, "QZRP88120", "QZSPS77013", "QZACC5550192", FAMILY, GIVEN, MRN
-    )
+    assert_absent(result.data, "QZRP88120", "QZSPS77013", "QZACC5550192", FAMILY, GIVEN, MRN)
     if Option.CLEAN_DESCRIPTORS in profile.options:
         # C: the sequence may stay, cleaned; clinical words survive the cleaning.
         assert "THORAX" in " ".join(values_of(result.dataset, 0x00321060))
@@ -194,13 +193,6 @@ def test_case03_request_attributes_removed_or_cleaned(
     assert not empty_items(result.dataset)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug: service._clean (action C on a sequence) leaves a RequestAttributesSequence "
-        "item whose every element was removed as an empty item (karnak #51)"
-    ),
-)
 def test_case03_request_attributes_leaves_no_empty_item(
     research: Profile, pseudonymizer: Pseudonymizer
 ) -> None:
@@ -237,6 +229,20 @@ def test_case04_referenced_patient_and_study_sequences(
     out = deid(deid_data("ctbrain1.dcm"), profile, pseudonymizer)
     assert 0x00081120 not in out.dataset
     assert_absent(out.data, *refs, str(real.PatientID), str(real.PatientName))
+
+
+def test_case04_patient_identity_nested_in_kept_reference_item(
+    profile: Profile, pseudonymizer: Pseudonymizer
+) -> None:
+    ds = make_image()
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = CTImageStorage
+    ref.ReferencedSOPInstanceUID = uid("nested-identity-ref")
+    ref.PatientID = "QZPRIORID4471"
+    ref.PatientName = "QZPRIOR^NAME"
+    ds.ReferencedImageSequence = Sequence([ref])
+    result = deid(ds, profile, pseudonymizer)
+    assert_absent(result.data, "QZPRIORID4471", "QZPRIOR")
 
 
 # --- 5-6: structured reports ---------------------------------------------------------------
@@ -284,9 +290,7 @@ def make_sr() -> Dataset:
         [code_item("QZSTAFF4471", "99QZ", "QZVERIFIER HANNELORE")]
     )
     ds.VerifyingObserverSequence = Sequence([observer])
-    nested = _content_item(
-        "CONTAINER", "Findings", ContinuityOfContent="SEPARATE"
-    )
+    nested = _content_item("CONTAINER", "Findings", ContinuityOfContent="SEPARATE")
     nested.ContentSequence = Sequence(
         [
             _content_item(
@@ -310,9 +314,7 @@ def make_sr() -> Dataset:
     return ds
 
 
-def test_case05_sr_content_tree_cleaned(
-    profile: Profile, pseudonymizer: Pseudonymizer
-) -> None:
+def test_case05_sr_content_tree_cleaned(profile: Profile, pseudonymizer: Pseudonymizer) -> None:
     source = make_sr()
     before = original(source)
     result = deid(source, profile, pseudonymizer)
@@ -337,18 +339,14 @@ def test_case05_sr_content_tree_cleaned(
 def test_case05_sr_real_report(profile: Profile, pseudonymizer: Pseudonymizer) -> None:
     for name in ("reportsi.dcm", "test-SR.dcm"):
         source = dcmread(testdata(name))
-        names = {
-            str(v) for _, e in walk(source) if e.VR == "PN" for v in [e.value] if v and str(v)
-        }
+        names = {str(v) for _, e in walk(source) if e.VR == "PN" for v in [e.value] if v and str(v)}
         assert names, f"{name} has no person name"
         result = deid(testdata(name), profile, pseudonymizer)
         assert_absent(result.data, *(n for n in names if len(n) >= 4))
-        assert 0x0040A730 in result.dataset or not profile.options
+        assert "ContentSequence" in result.dataset, "D and C keep the content tree"
 
 
-def test_case06_verifying_observer_dummies(
-    profile: Profile, pseudonymizer: Pseudonymizer
-) -> None:
+def test_case06_verifying_observer_dummies(profile: Profile, pseudonymizer: Pseudonymizer) -> None:
     result = deid(make_sr(), profile, pseudonymizer)
     assert_absent(result.data, "QZVERIFIER", "HANNELORE", "QZ Radiology Partners", "QZSTAFF4471")
     observers = result.dataset.get("VerifyingObserverSequence")
@@ -468,7 +466,9 @@ def test_case09_real_explicit_vr_un_file(profile: Profile, pseudonymizer: Pseudo
     phi = [str(source.PatientName), str(source.PatientID)]
     result = deid(path, profile, pseudonymizer)
     assert_absent(result.data, *(v for v in phi if len(v) >= 4))
-    assert not [t for t in tags_anywhere(result.dataset) if t >> 16 & 1 and t & 0xFF00]
+    assert not private_not_on_safe_list(result.dataset)
+    if Option.RETAIN_SAFE_PRIVATE not in profile.options:
+        assert not [t for t in tags_anywhere(result.dataset) if t >> 16 & 1]
 
 
 def test_case10_private_sequence_nested_in_public_item(
@@ -488,7 +488,9 @@ def test_case10_private_sequence_nested_in_public_item(
     block.add_new(0x40, "SQ", Sequence([inner]))
     deeper = Dataset()
     deeper.private_block(0x2005, "Philips MR Imaging DD 001", create=True).add_new(
-        0x41, "SQ", Sequence([Dataset.from_json({"0020000D": {"vr": "UI", "Value": [uid("deep")]}})])
+        0x41,
+        "SQ",
+        Sequence([Dataset.from_json({"0020000D": {"vr": "UI", "Value": [uid("deep")]}})]),
     )
     inner.private_block(0x2005, "Philips MR Imaging DD 001", create=True).add_new(
         0x42, "SQ", Sequence([deeper])
@@ -512,9 +514,7 @@ def _planted(phi: PlantedPHI, profile: Profile) -> list[str]:
     return [v for v in phi.values() if v not in kept]
 
 
-def test_case11_siemens_csa_blobs_removed(
-    profile: Profile, pseudonymizer: Pseudonymizer
-) -> None:
+def test_case11_siemens_csa_blobs_removed(profile: Profile, pseudonymizer: Pseudonymizer) -> None:
     phi = make_patient_phi(3)
     mr = make_mr_series(phi, n_slices=1, rows=16, cols=16)[0]
     assert b"ASCCONV" in mr[0x00291020].value
@@ -564,7 +564,6 @@ def test_case12_identification_sequences_removed(
     ds.OperatorIdentificationSequence = Sequence(
         [_person_identification("QZOPER003", "QZ Klinik Am Park")]
     )
-    del ds.OperatorIdentificationSequence[0].PersonIdentificationCodeSequence  # see below
     result = deid(ds, profile, pseudonymizer)
     present = tags_anywhere(result.dataset)
     assert not {0x00081048, 0x00081049, 0x00081050, 0x00081052} & present
@@ -575,6 +574,7 @@ def test_case12_identification_sequences_removed(
         "QZOPERATOR",
         "QZPHYS001",
         "QZPHYS002",
+        "QZOPER003",
         "QZ Klinik Am Park",
         "Lindenallee",
         "99887766",
@@ -582,24 +582,15 @@ def test_case12_identification_sequences_removed(
     assert not empty_items(result.dataset)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "engine bug: OperatorIdentificationSequence (X/D) resolves to D (no "
-        "data/composite_types.json, so iod.attribute_type falls back to Type 1); in the D "
-        "walk, PersonIdentificationCodeSequence items keep CodeValue/CodeMeaning (SH/LO, not in "
-        "Table E.1-1) because service._unlisted only dummies ST/LT/UT/UC in DUMMY mode"
-    ),
-)
-def test_case12_operator_identification_code_not_kept(
+def test_case12_person_identification_code_dummied(
     profile: Profile, pseudonymizer: Pseudonymizer
 ) -> None:
-    ds = make_image(OperatorsName="QZOPERATOR^ANSELM")
-    ds.OperatorIdentificationSequence = Sequence(
-        [_person_identification("QZOPER003", "QZ Klinik Am Park")]
+    ds = make_image()
+    ds.PersonIdentificationCodeSequence = Sequence(
+        [code_item("QZOPER003", "99QZHR", "QZOPER003 QZOPERATOR ANSELM")]
     )
     result = deid(ds, profile, pseudonymizer)
-    assert_absent(result.data, "QZOPERATOR", "QZ Klinik Am Park", "QZOPER003")
+    assert_absent(result.data, "QZOPER003", "QZOPERATOR")
 
 
 # --- 13-16: dates and times ----------------------------------------------------------------
@@ -646,9 +637,7 @@ def _enhanced_ct(n_frames: int) -> Dataset:
     groups = []
     for i in range(n_frames):
         content = Dataset()
-        moment = (start + dt.timedelta(seconds=i, microseconds=250_000)).strftime(
-            "%Y%m%d%H%M%S.%f"
-        )
+        moment = (start + dt.timedelta(seconds=i, microseconds=250_000)).strftime("%Y%m%d%H%M%S.%f")
         content.FrameAcquisitionDateTime = moment
         content.FrameReferenceDateTime = moment
         content.FrameAcquisitionDuration = 250.0
@@ -686,7 +675,7 @@ def _dated(ds: Dataset) -> dict[str, tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("name", ["eCT_Supplemental.dcm", "emri_small.dcm"])
+@pytest.mark.parametrize("name", ["eCT_Supplemental.dcm", "liver.dcm"])
 def test_case14_real_enhanced_multiframe_dates_one_offset(
     name: str, research: Profile, pseudonymizer: Pseudonymizer
 ) -> None:
@@ -708,6 +697,7 @@ def _expected_partial(value: str, days: int) -> str:
     return moved.strftime("%Y%m") if len(value) == 6 else f"{moved.year:04d}"
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR (DA|DT|TM)")  # deliberately malformed
 def test_case15_datetime_formats_shift_or_remove(
     research: Profile, pseudonymizer: Pseudonymizer
 ) -> None:
@@ -768,9 +758,7 @@ def test_case17_dates_hidden_in_non_date_attributes(
     ds.StudyDescription = "CT THORAX 15 Mar 2024"
     _private(ds, 0x0013, "QZ TIMESTAMPS", 0x10, 0x01, "LO", "20240315101530")
     result = deid(ds, profile, pseudonymizer)
-    assert_absent(
-        result.data, "20240315", "03/15/24", "2024-03-15", "15 Mar 2024", "QZ20240315A"
-    )
+    assert_absent(result.data, "20240315", "03/15/24", "2024-03-15", "15 Mar 2024", "QZ20240315A")
     out = result.dataset
     if Option.CLEAN_DESCRIPTORS in profile.options:
         assert "THORAX" in str(out.get("SeriesDescription", ""))
@@ -828,7 +816,7 @@ def test_case19_references_follow_the_same_mapping(
     study.ReferencedSeriesSequence = Sequence([series])
     derived.StudiesContainingOtherReferencedInstancesSequence = Sequence([study])
     out_image = deid(image, profile, pseudonymizer).dataset
-    result = deid(derived, profile, pseudonymizer, text_detector=BrightTextDetector())
+    result = deid(derived, profile, pseudonymizer)
     out = result.dataset
     assert str(out.FrameOfReferenceUID) == str(out_image.FrameOfReferenceUID)
     refs = values_of(out, 0x00081155)
@@ -893,7 +881,8 @@ def test_case21_well_known_uids_not_remapped(
     out = result.dataset
     assert out.SOPClassUID == ds.SOPClassUID
     assert out.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
-    for item in out.get("ReferencedImageSequence", []):
+    assert out.get("ReferencedImageSequence"), "X/Z/U* resolves to U: references are kept"
+    for item in out.ReferencedImageSequence:
         assert item.ReferencedSOPClassUID == ref.ReferencedSOPClassUID
         assert item.ReferencedSOPInstanceUID == pseudonymizer.uid(ref.ReferencedSOPInstanceUID)
     schemes = values_of(out, 0x0008010C)
@@ -992,8 +981,7 @@ def test_case25_burned_in_text_without_flag_is_cleaned(
     path = deid_data("RGB_IMAGE.dcm")
     assert "BurnedInAnnotation" not in dcmread(path, stop_before_pixels=True)
     spy = BrightTextDetector()
-    with pytest.warns(UserWarning, match="exceeds the maximum length"):
-        real = deid(path, research, pseudonymizer, text_detector=spy)
+    real = deid(path, research, pseudonymizer, text_detector=spy)
     assert spy.calls >= 1 and real.record.pixel is not None
     assert real.record.pixel.action is PixelAction.CLEAN
 
@@ -1011,10 +999,15 @@ def test_case25_real_ocr_removes_burned_in_name(
         result, _ = engine(np.ascontiguousarray(ds.pixel_array))
         return " ".join(str(line[1]) for line in result or []).upper()
 
-    with pytest.warns(UserWarning, match="exceeds the maximum length"):
-        before = read_text(source)
-        assert "DOWNTIME" in before, "OCR cannot read the fixture's burned-in name"
+    before = read_text(source)
+    assert "DOWNTIME" in before, "OCR cannot read the fixture's burned-in name"
+    try:
         result = run_deid(path, research, pseudonymizer)
+    except QuarantineRequired as exc:
+        # Holding the image back is a correct outcome (E.3.1: clean or reject).
+        assert "text was still detected" in str(exc)
+        assert not leaks(str(exc).encode(), ["DOWNTIME", str(source.PatientID)])
+        return
     after = read_text(result.dataset)
     assert "DOWNTIME" not in after
     assert str(source.PatientID) not in after.replace(" ", "")
@@ -1126,17 +1119,7 @@ def _overlay_image(**extra: object) -> Dataset:
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(
-            "research",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "engine bug: under Clean Graphics (research) Overlay Data (60xx,3000) is "
-                    "action C, and service._clean keeps non-text VRs (OW) as they are: the "
-                    "overlay bitmap survives while its Rows/Columns/Type are removed"
-                ),
-            ),
-        ),
+        "research",
         "basic",
     ],
 )
@@ -1147,15 +1130,30 @@ def test_case30_overlays_removed_and_high_bits_zeroed(
     original_pixels = np.frombuffer(ds.PixelData, dtype="<u2").copy()
     result = deid(ds, builtin_profile(name), pseudonymizer)
     out = result.dataset
+    assert_absent(result.data, FAMILY, MRN)
+    assert not [t for t in tags_anywhere(out) if 0x6000 <= t >> 16 <= 0x60FF], "overlay kept"
+    assert_absent(result.data, "QZOVERLAYBITMAP")
     pixels = np.frombuffer(out.PixelData, dtype="<u2")
     assert int(pixels.max()) < 1 << int(out.BitsStored), "bits above BitsStored kept"
     assert (pixels == (original_pixels & 0x0FFF)).all(), "stored bits changed"
     assert result.record.pixel is not None and result.record.pixel.high_bits_zeroed
-    assert_absent(result.data, "QZ annotation", "QZ overlay comment", MRN)
-    assert not [t for t in tags_anywhere(out) if 0x6000 <= t >> 16 <= 0x60FF]
-    assert_absent(result.data, "QZOVERLAYBITMAP")
     real = deid(testdata("examples_overlay.dcm"), builtin_profile(name), pseudonymizer)
     assert not [t for t in tags_anywhere(real.dataset) if 0x6000 <= t >> 16 <= 0x60FF]
+
+
+def test_case30_legacy_overlay_bits_above_bits_stored_zeroed(
+    profile: Profile, pseudonymizer: Pseudonymizer
+) -> None:
+    ds = _overlay_image()
+    for tag in [elem.tag for elem in ds if elem.tag.group == 0x6000]:
+        del ds[tag]  # only the bits in the pixel data remain (legacy embedded overlay)
+    original_pixels = np.frombuffer(ds.PixelData, dtype="<u2").copy()
+    assert int(original_pixels.max()) >= 1 << 15
+    result = deid(ds, profile, pseudonymizer)
+    pixels = np.frombuffer(result.dataset.PixelData, dtype="<u2")
+    assert int(pixels.max()) < 1 << int(result.dataset.BitsStored)
+    assert (pixels == (original_pixels & 0x0FFF)).all(), "stored bits changed"
+    assert result.record.pixel is not None and result.record.pixel.high_bits_zeroed
 
 
 def test_case31_presentation_state_text_and_creator(
@@ -1256,7 +1254,9 @@ def test_case34_screen_save_cleaned_or_held(pseudonymizer: Pseudonymizer) -> Non
 # --- 35-40: text, editions, retired --------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["chrJapMulti.dcm", "chrH31.dcm", "chrH32.dcm", "chrKoreanMulti.dcm"])
+@pytest.mark.parametrize(
+    "name", ["chrJapMulti.dcm", "chrH31.dcm", "chrH32.dcm", "chrKoreanMulti.dcm"]
+)
 def test_case35_multibyte_person_names_fully_replaced(
     name: str, profile: Profile, pseudonymizer: Pseudonymizer
 ) -> None:
@@ -1275,9 +1275,7 @@ def test_case35_multibyte_person_names_fully_replaced(
             str(elem.value)
 
 
-def test_case35_synthetic_three_group_name(
-    profile: Profile, pseudonymizer: Pseudonymizer
-) -> None:
+def test_case35_synthetic_three_group_name(profile: Profile, pseudonymizer: Pseudonymizer) -> None:
     ds = make_image()
     ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
     ds.PatientName = "Qzyamada^Tarou=山田^太郎=やまだ^たろう"
@@ -1318,7 +1316,7 @@ def test_case36_names_in_free_text(profile: Profile, pseudonymizer: Pseudonymize
         if Option.CLEAN_DESCRIPTORS in profile.options:
             assert word in str(out.get(keyword, "")), f"{keyword} lost its clinical words"
         else:
-            assert not str(out.get(keyword, "") or "").strip(" ANONYMIZED*"), keyword
+            assert str(out.get(keyword, "") or "") in ("", DUMMY_TEXT), keyword
 
 
 def test_case37_institution_and_device_identity(pseudonymizer: Pseudonymizer) -> None:
@@ -1362,32 +1360,39 @@ def test_case38_newer_edition_and_unknown_public_attributes_removed(
     assert_absent(result.data, "QZBETTINA", "QZGENDERNOTE", "QZUNKNOWNPUBLIC")
 
 
-RETIRED = [
-    (0x00080024, "DA", "20240315"),  # Overlay Date
-    (0x00080025, "DA", "20240315"),  # Curve Date
-    (0x00081000, "AE", "QZNETWORKID"),  # Network ID, retired, not in Table E.1-1
-    (0x00200070, "LO", "QZ GEOMETRY NOTE"),  # Image Geometry Type, retired
+#: Retired attributes Table E.1-1 does not list: the allow-list must drop them.
+RETIRED_UNLISTED = [
+    (0x00080010, "SH", "QZRECOG01"),  # Recognition Code
+    (0x00200070, "LO", "QZ GEOMETRY NOTE"),  # Image Geometry Type
+    (0x00401006, "SH", "QZPLACER77"),  # Placer Order Number / Procedure
+    (0x0040A067, "PN", "QZAUTHOR^TRIAL"),  # Document Author (Trial)
+]
+#: Retired attributes the table lists: its action (X, or C under an option) applies.
+RETIRED_LISTED = [
+    (0x00080024, "DA", "20240316"),  # Overlay Date
+    (0x00080025, "DA", "20240317"),  # Curve Date
     (0x00101000, "LO", "QZOTHERID771"),  # Other Patient IDs
 ]
 
 
-def test_case39_retired_attributes_removed(
-    profile: Profile, pseudonymizer: Pseudonymizer
-) -> None:
+def test_case39_retired_attributes_removed(profile: Profile, pseudonymizer: Pseudonymizer) -> None:
+    table = load_table()
     ds = make_image()
-    for tag, vr, value in RETIRED:
+    for tag, vr, value in RETIRED_UNLISTED + RETIRED_LISTED:
         assert dictionary_is_retired(tag), f"{tag:08X} is not retired"
+        assert (tag in table.by_tag) == ((tag, vr, value) in RETIRED_LISTED)
         ds.add_new(tag, vr, value)
     result = deid(ds, profile, pseudonymizer)
     present = tags_anywhere(result.dataset)
-    assert not {t for t, *_ in RETIRED} & present
-    assert_absent(result.data, "QZNETWORKID", "QZ GEOMETRY NOTE", "QZOTHERID771")
-    for name in ("CT_small.dcm", "JPEG2000.dcm", "MR_small.dcm"):
-        out = deid(testdata(name), profile, pseudonymizer).dataset
+    assert not {t for t, *_ in RETIRED_UNLISTED} & present
+    assert_absent(result.data, *(value for *_, value in RETIRED_UNLISTED + RETIRED_LISTED))
+    for name in ("CT_small.dcm", "JPEG2000.dcm", "MR_small.dcm", "ctbrain1.dcm"):
+        path = deid_data(name) if name.startswith("ctbrain") else testdata(name)
+        out = deid(path, profile, pseudonymizer).dataset
         retired = [
             f"{t:08X}"
             for t in tags_anywhere(out)
-            if not t >> 16 & 1 and t >> 16 != 2 and _retired(t)
+            if not t >> 16 & 1 and t >> 16 != 2 and _retired(t) and t not in table.by_tag
         ]
         assert not retired, f"{name}: retired attributes kept: {retired}"
 
@@ -1403,16 +1408,15 @@ def test_case40_waveform_annotations_and_acquisition_context(
     profile: Profile, pseudonymizer: Pseudonymizer
 ) -> None:
     ecg = dcmread(testdata("waveform_ecg.dcm"))
+    phi = [str(ecg.PatientName), str(ecg.PatientID)]
+    ecg.PatientName, ecg.PatientID = NAME, MRN
     note = Dataset()
     note.UnformattedTextValue = f"QZ ECG note {FAMILY} {MRN}"
     note.ReferencedWaveformChannels = [1, 1]
-    ecg.WaveformAnnotationSequence = Sequence(
-        [*ecg.get("WaveformAnnotationSequence", []), note]
-    )
+    ecg.WaveformAnnotationSequence = Sequence([*ecg.get("WaveformAnnotationSequence", []), note])
     context = _content_item("TEXT", "Comment", TextValue=f"Technologist note on {FAMILY}")
     context.TextValue = f"Technologist QZTECH noted motion for {FAMILY}"
     ecg.AcquisitionContextSequence = Sequence([context])
-    phi = [str(ecg.PatientName), str(ecg.PatientID)]
     result = deid(to_bytes(ecg), profile, pseudonymizer)
     assert_absent(result.data, FAMILY, MRN, "QZ ECG note", *(v for v in phi if len(v) >= 4))
     assert not empty_items(result.dataset)
@@ -1440,7 +1444,12 @@ def test_case42_output_names_from_pseudonymous_uids(
         assert record.sop_instance_uid == result.dataset.SOPInstanceUID
         assert record.series_instance_uid == result.dataset.SeriesInstanceUID
         assert record.study_instance_uid == result.dataset.StudyInstanceUID
-        path = f"{record.study_instance_uid}/{record.series_instance_uid}/{record.sop_instance_uid}.dcm"
+        path = (
+            "/".join(
+                (record.study_instance_uid, record.series_instance_uid, record.sop_instance_uid)
+            )
+            + ".dcm"
+        )
         paths.append(path)
         evidence = str(record.to_json())
         assert_absent(path.encode(), *phi.values(), phi.patient_id)
@@ -1490,7 +1499,9 @@ def test_case45_profile_bookkeeping(name: str, pseudonymizer: Pseudonymizer) -> 
     codes = [item.CodeValue for item in out.DeidentificationMethodCodeSequence]
     expected = {"113100"} | {o.code for o in profile.options if o.is_table_column}
     assert set(codes) == expected
-    assert all(item.CodingSchemeDesignator == "DCM" for item in out.DeidentificationMethodCodeSequence)
+    assert all(
+        item.CodingSchemeDesignator == "DCM" for item in out.DeidentificationMethodCodeSequence
+    )
     assert sorted(codes) == sorted(result.record.method_codes)
     assert out.DeidentificationMethod
     if profile.shifts_dates:
@@ -1509,7 +1520,9 @@ def test_case45_profile_bookkeeping(name: str, pseudonymizer: Pseudonymizer) -> 
 def test_case46_study_id_and_accession_keep_studies_distinct(
     profile: Profile, pseudonymizer: Pseudonymizer
 ) -> None:
-    first = [make_image(key=("s1", i), StudyID="20240315-01", AccessionNumber="QZACC1") for i in range(2)]
+    first = [
+        make_image(key=("s1", i), StudyID="20240315-01", AccessionNumber="QZACC1") for i in range(2)
+    ]
     second = make_image(key="s2", StudyID="20240315-02", AccessionNumber="QZACC2")
     for ds in first:
         ds.StudyInstanceUID = first[0].StudyInstanceUID
@@ -1533,3 +1546,62 @@ def test_phi_never_in_output_for_a_synthetic_ct_series(
     for instance in make_ct_series(phi, n_slices=2, rows=16, cols=16):
         result = deid(to_bytes(instance), profile, pseudonymizer)
         assert_absent(result.data, *_planted(phi, profile))
+
+
+REAL_FILES = [
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "JPEG2000.dcm",
+    "SC_rgb_rle.dcm",
+    "rtstruct.dcm",
+    "rtdose.dcm",
+    "reportsi.dcm",
+    "test-SR.dcm",
+    "examples_overlay.dcm",
+    "waveform_ecg.dcm",
+    "eCT_Supplemental.dcm",
+    "liver.dcm",
+    "MR-SIEMENS-DICOM-WithOverlays.dcm",
+    "explicit_VR-UN.dcm",
+    "chrH31.dcm",
+    "ctbrain1.dcm",
+    "GREYSCALE_IMAGE.dcm",
+]
+_CLASS_UIDS = ("ClassUID", "TransferSyntaxUID", "CodingSchemeUID", "ContextUID")
+
+
+def _identifying_in(ds: Dataset) -> set[str]:
+    """Instance UIDs, person names and full dates of a real file, at any depth (public only)."""
+    found: set[str] = set()
+    for _, elem in walk(ds):
+        if elem.tag.is_private or elem.value in (None, ""):
+            continue
+        values = [elem.value] if isinstance(elem.value, str | bytes) or elem.VR == "PN" else None
+        if values is None:
+            try:
+                values = list(elem.value)
+            except TypeError:
+                values = [elem.value]
+        for value in map(str, values):
+            if elem.VR == "UI" and not elem.keyword.endswith(_CLASS_UIDS):
+                if not value.startswith("1.2.840.10008.") and len(value) > 12:
+                    found.add(value)
+            elif (elem.VR == "PN" and len(value) >= 5) or (elem.VR == "DA" and len(value) == 8):
+                found.add(value)
+    return found
+
+
+@pytest.mark.parametrize("name", REAL_FILES)
+def test_case19_real_files_keep_no_original_uid_name_or_date(
+    name: str, profile: Profile, pseudonymizer: Pseudonymizer
+) -> None:
+    """E.1.1-G over real files: no instance UID, person name or full date survives."""
+    path = deid_data(name) if name.startswith(("ctbrain", "GREYSCALE")) else testdata(name)
+    with warnings.catch_warnings():  # the fixtures' own invalid values, read by the test
+        warnings.simplefilter("ignore", UserWarning)
+        needles = _identifying_in(dcmread(path, force=True))
+    assert needles, f"{name}: nothing to look for"
+    result = deid(path, profile, pseudonymizer)
+    assert_absent(result.data, *needles)
+    assert result.dataset.file_meta.MediaStorageSOPInstanceUID == result.dataset.SOPInstanceUID
+    assert result.data[:128] == b"\x00" * 128

@@ -103,7 +103,10 @@ class TestKeyFiles:
         with pytest.raises(InvalidKey, match="chmod 600"):
             read_key_file(path)
 
-    @pytest.mark.parametrize("text", ["", "hello\n", "biobank-site-key v1\n!!!notbase64\n", "biobank-site-key v1\nAAAA\n"])
+    @pytest.mark.parametrize(
+        "text",
+        ["", "hello\n", "biobank-site-key v1\n!!!notbase64\n", "biobank-site-key v1\nAAAA\n"],
+    )
     def test_malformed_key(self, tmp_path: Path, text: str) -> None:
         path = tmp_path / "bad.key"
         path.write_text(text)
@@ -141,5 +144,8 @@ class TestPseudonymMap:
                 pmap.record([PatientIdentity("B", "2", "PSAME")])
 
     def test_unknown_pseudonym(self, tmp_path: Path) -> None:
-        with PseudonymMap(tmp_path / "map.sqlite", SiteKey(KEY_BYTES)) as pmap, pytest.raises(NotFound):
+        with (
+            PseudonymMap(tmp_path / "map.sqlite", SiteKey(KEY_BYTES)) as pmap,
+            pytest.raises(NotFound),
+        ):
             pmap.lookup("PNOTHERE")

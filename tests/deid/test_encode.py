@@ -27,7 +27,9 @@ FILES = [
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_fast_encoder_matches_pydicom(name: str, research: Profile, pseudonymizer: Pseudonymizer) -> None:
+def test_fast_encoder_matches_pydicom(
+    name: str, research: Profile, pseudonymizer: Pseudonymizer
+) -> None:
     ds = read_dataset(testdata(name).read_bytes())
     try:
         apply_profile(ds, research, pseudonymizer, text_detector=NoText())

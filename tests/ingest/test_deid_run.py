@@ -50,8 +50,16 @@ def key(tmp_path: Path) -> tuple[SiteKey, Path]:
     return create_key_file(path), path
 
 
-def run(corpus_root: Path, out: Path, key: tuple[SiteKey, Path], jobs: int, profile: Profile | None = None) -> DeidRunReport:
-    return run_deid([corpus_root], out, key[0], key[1], profile or builtin_profile("research"), jobs=jobs)
+def run(
+    corpus_root: Path,
+    out: Path,
+    key: tuple[SiteKey, Path],
+    jobs: int,
+    profile: Profile | None = None,
+) -> DeidRunReport:
+    return run_deid(
+        [corpus_root], out, key[0], key[1], profile or builtin_profile("research"), jobs=jobs
+    )
 
 
 def identifying(patients: list[PlantedPHI]) -> set[str]:
@@ -66,7 +74,9 @@ def identifying(patients: list[PlantedPHI]) -> set[str]:
     }
 
 
-def test_every_input_is_accounted_for(corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path], tmp_path: Path) -> None:
+def test_every_input_is_accounted_for(
+    corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path], tmp_path: Path
+) -> None:
     root, patients = corpus
     report = run(root, tmp_path / "out", key, jobs=2)
     inputs = sorted(str(p) for p in root.rglob("*") if p.is_file() or p.is_symlink())
@@ -83,7 +93,9 @@ def test_every_input_is_accounted_for(corpus: tuple[Path, list[PlantedPHI]], key
     assert "DICOMDIR" in by_name["DICOMDIR"].reason
 
 
-def test_outputs_are_named_by_new_uids_and_hold_no_phi(corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path], tmp_path: Path) -> None:
+def test_outputs_are_named_by_new_uids_and_hold_no_phi(
+    corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path], tmp_path: Path
+) -> None:
     root, patients = corpus
     out = tmp_path / "out"
     report = run(root, out, key, jobs=2)
@@ -93,7 +105,11 @@ def test_outputs_are_named_by_new_uids_and_hold_no_phi(corpus: tuple[Path, list[
     for path in files:
         study, series, sop = path.relative_to(out).parts
         ds = dcmread(path)
-        assert (study, series, sop) == (ds.StudyInstanceUID, ds.SeriesInstanceUID, f"{ds.SOPInstanceUID}.dcm")
+        assert (study, series, sop) == (
+            ds.StudyInstanceUID,
+            ds.SeriesInstanceUID,
+            f"{ds.SOPInstanceUID}.dcm",
+        )
         data = path.read_bytes().upper()
         for value in phi_values:
             for encoding in ("utf-8", "latin-1"):
@@ -112,7 +128,9 @@ def test_outputs_are_named_by_new_uids_and_hold_no_phi(corpus: tuple[Path, list[
     assert document["summary"]["written"] == 12 and document["summary"]["patients"] == 2
 
 
-def test_pseudonym_map_next_to_key_not_in_output(corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path], tmp_path: Path) -> None:
+def test_pseudonym_map_next_to_key_not_in_output(
+    corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path], tmp_path: Path
+) -> None:
     root, patients = corpus
     out = tmp_path / "out"
     report = run(root, out, key, jobs=1)
@@ -126,7 +144,9 @@ def test_pseudonym_map_next_to_key_not_in_output(corpus: tuple[Path, list[Plante
     assert found == {phi.patient_id for phi in patients}
 
 
-def test_rerun_is_idempotent(corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path], tmp_path: Path) -> None:
+def test_rerun_is_idempotent(
+    corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path], tmp_path: Path
+) -> None:
     root, _ = corpus
     out = tmp_path / "out"
     first = run(root, out, key, jobs=2)
@@ -139,7 +159,9 @@ def test_rerun_is_idempotent(corpus: tuple[Path, list[PlantedPHI]], key: tuple[S
     assert not list(out.rglob("*.tmp"))
 
 
-def test_same_uid_different_content_is_never_overwritten(key: tuple[SiteKey, Path], tmp_path: Path) -> None:
+def test_same_uid_different_content_is_never_overwritten(
+    key: tuple[SiteKey, Path], tmp_path: Path
+) -> None:
     phi = make_patient_phi(5)
     ds = make_ct_series(phi, 1, rows=16, cols=16)[0]
     src = tmp_path / "src"
@@ -155,7 +177,9 @@ def test_same_uid_different_content_is_never_overwritten(key: tuple[SiteKey, Pat
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 1
 
 
-def test_output_identical_across_jobs(corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path], tmp_path: Path) -> None:
+def test_output_identical_across_jobs(
+    corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path], tmp_path: Path
+) -> None:
     root, _ = corpus
     run(root, tmp_path / "one", key, jobs=1)
     run(root, tmp_path / "two", key, jobs=2)
@@ -171,13 +195,20 @@ def test_output_identical_across_jobs(corpus: tuple[Path, list[PlantedPHI]], key
     assert len(list((tmp_path / "one").rglob("*.dcm"))) == 12
 
 
-def test_output_inside_key_folder_refused(corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path]) -> None:
+def test_output_inside_key_folder_refused(
+    corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path]
+) -> None:
     root, _ = corpus
     with pytest.raises(Exception, match="output folder"):
         run(root, key[1].parent, key, jobs=1)
 
 
-def test_logs_carry_no_phi(corpus: tuple[Path, list[PlantedPHI]], key: tuple[SiteKey, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_carry_no_phi(
+    corpus: tuple[Path, list[PlantedPHI]],
+    key: tuple[SiteKey, Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     root, patients = corpus
     with caplog.at_level(logging.DEBUG):
         run(root, tmp_path / "out", key, jobs=1)

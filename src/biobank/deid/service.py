@@ -113,6 +113,7 @@ _DUMMY_BY_VR: dict[str, Any] = {
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC"})
 _FREE_TEXT_VRS = frozenset({"ST", "LT", "UT", "UC"})
+_DUMMY_TEXT_VRS = frozenset({"AE", "LO", "SH", "ST", "LT", "UT", "UC", "UR"})
 _DATE_VRS = frozenset({"DA", "DT"})
 _STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST"})
 _STRING_VRS = _STRING_VRS | frozenset({"TM", "UC", "UI", "UR", "UT"})
@@ -190,6 +191,7 @@ class DeidResult:
     record: DeidRecord
     identity: PatientIdentity
     identifying_values: frozenset[str] = field(repr=False, default=frozenset())
+    equipment_values: frozenset[str] = field(repr=False, default=frozenset())
 
 
 @dataclass
@@ -219,6 +221,7 @@ class _Context:
     cleaner: TextCleaner
     identifying: set[str]
     encodings: list[str]
+    top: Dataset
     retain_safe_private: bool
     shift_dates: bool
     full_dates: bool
@@ -310,6 +313,12 @@ def apply_profile(
     day_offset = pseudonymizer.date_offset_days(issuer, patient_id, profile.date_offset_max_days)
 
     identifying = _collect_identifying(ds, profile, encodings)
+    equipment = frozenset(
+        v.strip()
+        for tag in (*_INSTITUTION_TAGS, *_DEVICE_TAGS)
+        for v in read_strings(ds, tag, "LO", encodings)
+        if v.strip()
+    )
     record = DeidRecord(
         profile=profile.name,
         options=sorted(o.value for o in profile.options),
@@ -333,6 +342,7 @@ def apply_profile(
         cleaner=TextCleaner(identifying_words(identifying)),
         identifying=identifying,
         encodings=encodings,
+        top=ds,
         retain_safe_private=Option.RETAIN_SAFE_PRIVATE in profile.options,
         shift_dates=profile.shifts_dates,
         full_dates=profile.keeps_full_dates,
@@ -363,6 +373,7 @@ def apply_profile(
         record=record,
         identity=PatientIdentity(issuer=issuer, patient_id=patient_id, pseudonym=pseudonym),
         identifying_values=frozenset(identifying),
+        equipment_values=equipment,
     )
 
 
@@ -411,6 +422,12 @@ def _process_dataset(ds: Dataset, ctx: _Context, mode: int) -> None:
         if group == 0x0002 or tag & 0xFFFF == 0:  # file meta in the body, group lengths
             del elems[tag]
             continue
+        if 0x6000 <= group <= 0x60FF or 0x5000 <= group <= 0x50FF:
+            # Overlays and curves are removed whatever the options say (Clean Graphics gives
+            # Overlay Data C, but a bitmap of burned text cannot be cleaned, and keeping it
+            # without its Overlay Plane attributes breaks the IOD).
+            _remove(ds, tag, ctx)
+            continue
         if tag in ctx.profile.allow_tags:
             _keep(ds, tag, ctx, mode)
             continue
@@ -451,8 +468,8 @@ def _keep_private(ds: Dataset, tag: int, entry: SafePrivateEntry, ctx: _Context,
     vr = vr_of(ds, tag)
     if entry.disposition is Disposition.KEEP:
         if vr == "SQ":
-            for item in ds[tag].value:
-                _process_dataset(item, ctx, mode)
+            _walk_items(ds, tag, ctx, mode)
+            return tag in elements(ds)
         return True
     value_vr = entry.vr if vr == "UN" else vr
     if entry.disposition is Disposition.HASH_UID and value_vr == "UI":
@@ -466,10 +483,26 @@ def _keep_private(ds: Dataset, tag: int, entry: SafePrivateEntry, ctx: _Context,
     return False
 
 
+def _walk_items(ds: Dataset, tag: int, ctx: _Context, mode: int) -> None:
+    """Process every item of a sequence, then drop the items the profile emptied.
+
+    The sequence itself goes when no item is left: an empty item, or a Type 3 sequence with
+    no items, is both a conformance error and a sign that something was there (karnak #51).
+    """
+    sequence = ds[tag].value
+    for item in sequence:
+        _process_dataset(item, ctx, mode)
+    kept = [item for item in sequence if len(elements(item))]
+    if len(kept) != len(sequence):
+        if kept:
+            ds[tag].value = Sequence(kept)
+        else:
+            _remove(ds, tag, ctx)
+
+
 def _keep(ds: Dataset, tag: int, ctx: _Context, mode: int) -> None:
     if vr_of(ds, tag) == "SQ":
-        for item in ds[tag].value:
-            _process_dataset(item, ctx, mode)
+        _walk_items(ds, tag, ctx, mode)
 
 
 def _unlisted(ds: Dataset, tag: int, ctx: _Context, mode: int) -> None:
@@ -501,10 +534,12 @@ def _unlisted(ds: Dataset, tag: int, ctx: _Context, mode: int) -> None:
         if ctx.full_dates:
             return
         _shift_element(ds, tag, vr, ctx)  # validates; clock times are kept
+    elif mode == _Mode.DUMMY and vr in _DUMMY_TEXT_VRS:
+        # Inside a sequence whose action is D every text value is replaced, codes included:
+        # a Person Identification Code Sequence identifies by its code values.
+        _apply(ds, tag, "D", ctx, mode)
     elif vr in _FREE_TEXT_VRS:
-        if mode == _Mode.DUMMY:
-            _apply(ds, tag, "D", ctx, mode)
-        elif mode == _Mode.CLEAN or ctx.clean_descriptors:
+        if mode == _Mode.CLEAN or ctx.clean_descriptors:
             _clean_text(ds, tag, vr, ctx)
         else:
             _remove(ds, tag, ctx)
@@ -524,8 +559,8 @@ def _apply(ds: Dataset, tag: int, action: str, ctx: _Context, mode: int) -> None
     if action == "K":
         _keep(ds, tag, ctx, mode)
         return
-    if tag in (_PATIENT_NAME, _PATIENT_ID):
-        return  # written from the pseudonym afterwards
+    if tag in (_PATIENT_NAME, _PATIENT_ID) and ds is ctx.top:
+        return  # written from the pseudonym afterwards (nested copies follow the table)
     ctx.count(action, tag)
     if action == "U":
         if vr == "SQ":
@@ -551,8 +586,7 @@ def _apply(ds: Dataset, tag: int, action: str, ctx: _Context, mode: int) -> None
 def _dummy(ds: Dataset, tag: int, vr: str, ctx: _Context, mode: int) -> None:
     if vr == "SQ":
         _harvest_names(ds, tag, ctx)
-        for item in ds[tag].value:
-            _process_dataset(item, ctx, _Mode.DUMMY if mode != _Mode.CLEAN else mode)
+        _walk_items(ds, tag, ctx, _Mode.DUMMY if mode != _Mode.CLEAN else mode)
         return
     if vr == "UI":
         _remap_uids(ds, tag, ctx)
@@ -600,8 +634,7 @@ def _harvest_names(ds: Dataset, tag: int, ctx: _Context) -> None:
 def _clean(ds: Dataset, tag: int, vr: str, ctx: _Context, mode: int) -> None:
     if vr == "SQ":
         _harvest_names(ds, tag, ctx)
-        for item in ds[tag].value:
-            _process_dataset(item, ctx, _Mode.CLEAN)
+        _walk_items(ds, tag, ctx, _Mode.CLEAN)
     elif vr in _DATE_VRS or vr == "TM":
         if ctx.full_dates:
             return
@@ -897,12 +930,18 @@ def _encode_sequence(
         chunks.append(_HEADER_LONG.pack(tag >> 16, tag & 0xFFFF, b"SQ", len(value)) + value)
 
 
-def residual_phi(data: bytes, values: Iterable[str], ds: Dataset) -> list[str]:
+def residual_phi(
+    data: bytes, values: Iterable[str], ds: Dataset, equipment_values: Iterable[str] = ()
+) -> list[str]:
     """Return where identifying ``values`` occur in the header of encoded ``data`` (no values).
 
     The pixel data element is left out (pixel PHI is the pixel policy's business). Each hit is
     described as the output attribute containing it, e.g. ``StudyDescription (0008,1030)``.
+    ``equipment_values`` (institution and device identity) are not counted when they occur
+    only in the attributes that describe the equipment's maker, which every profile keeps:
+    a vendor's own site ("OFFIS" in both Institution Name and Manufacturer) is not a leak.
     """
+    equipment = {v.upper() for v in equipment_values}
     pixel_len = 0
     if _PIXEL_DATA in elements(ds):
         raw = elements(ds)[_PIXEL_DATA]
@@ -921,9 +960,24 @@ def residual_phi(data: bytes, values: Iterable[str], ds: Dataset) -> list[str]:
             # Fast test first; then require a token boundary, so that an MRN's digits inside
             # a remapped 2.25 UID or a decimal number are not taken for a leak.
             if needle in header and _token_in(needle, header):
-                hits.append(_locate(ds, value.upper()))
+                places = _locate(ds, value.upper())
+                if value.upper() in equipment:
+                    places = [p for p in places if not p.startswith(_MAKER_ATTRIBUTES)]
+                    if not places:
+                        break
+                hits.append(places[0] if places else "the encoded header")
                 break
     return sorted(set(hits))
+
+
+#: Attributes naming the equipment's maker and model; kept by every profile.
+_MAKER_ATTRIBUTES = (
+    "Manufacturer (0008,0070)",
+    "ManufacturerModelName (0008,1090)",
+    "SoftwareVersions (0018,1020)",
+    "DeviceDescription",
+    "CodeMeaning",
+)
 
 
 def _token_in(needle: bytes, haystack: bytes) -> bool:
@@ -933,8 +987,8 @@ def _token_in(needle: bytes, haystack: bytes) -> bool:
     return re.search(pattern, haystack) is not None
 
 
-def _locate(ds: Dataset, needle: str) -> str:
-    """Name the output attribute whose value contains ``needle`` (PHI-free description)."""
+def _locate(ds: Dataset, needle: str) -> list[str]:
+    """Name the output attributes whose values contain ``needle`` (PHI-free descriptions)."""
     found: list[str] = []
 
     def visit(dataset: Dataset, path: str) -> None:
@@ -952,7 +1006,7 @@ def _locate(ds: Dataset, needle: str) -> str:
 
     visit(ds, "")
     visit(ds.file_meta, "file meta ")
-    return found[0] if found else "the encoded header"
+    return found
 
 
 def deidentify_bytes(
@@ -987,7 +1041,7 @@ def deidentify_bytes(
     if on_dataset is not None:
         on_dataset(result.dataset)
     out = encode_dataset(result.dataset)
-    hits = residual_phi(out, result.identifying_values, result.dataset)
+    hits = residual_phi(out, result.identifying_values, result.dataset, result.equipment_values)
     if hits:
         raise QuarantineRequired(
             "identifying value(s) from the input survived de-identification in: "
