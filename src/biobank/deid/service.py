@@ -29,13 +29,12 @@ from functools import cache
 from typing import Any
 
 from pydicom import Dataset, Sequence, dcmread, dcmwrite
-from pydicom.datadict import dictionary_is_retired, keyword_for_tag
+from pydicom.datadict import dictionary_is_retired, dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element, write_file_meta_info
-from pydicom.uid import UID
+from pydicom.filewriter import write_data_element
 
 import biobank
 from biobank.deid import pixels
@@ -60,6 +59,7 @@ from biobank.deid.private import (
 )
 from biobank.deid.table import COMPOSITE_CODES, CompiledRules, compile_rules, load_table
 from biobank.deid.text import TextCleaner, identifying_words
+from biobank.dicom.parse import parse_file
 from biobank.dicom.values import (
     elements,
     encodings_of,
@@ -222,6 +222,7 @@ class _Context:
     identifying: set[str]
     encodings: list[str]
     top: Dataset
+    decisions: dict[tuple[int, str, int], str]
     retain_safe_private: bool
     shift_dates: bool
     full_dates: bool
@@ -343,6 +344,7 @@ def apply_profile(
         identifying=identifying,
         encodings=encodings,
         top=ds,
+        decisions=_decisions(profile, sop_class_uid),
         retain_safe_private=Option.RETAIN_SAFE_PRIVATE in profile.options,
         shift_dates=profile.shifts_dates,
         full_dates=profile.keeps_full_dates,
@@ -399,48 +401,127 @@ def _collect_identifying(ds: Dataset, profile: Profile, encodings: list[str]) ->
     return {v for v in values if v}
 
 
+#: Per (options, allowances, SOP class): the decision for each (tag, VR, mode). An element's
+#: treatment depends on nothing else, so it is worked out once and looked up afterwards.
+_DecisionKey = tuple[frozenset[Option], frozenset[int], str]
+_DECISIONS: dict[_DecisionKey, dict[tuple[int, str, int], str]] = {}
+
+
+def _decisions(profile: Profile, sop_class_uid: str) -> dict[tuple[int, str, int], str]:
+    key = (profile.options, profile.allow_tags, sop_class_uid)
+    cache = _DECISIONS.get(key)
+    if cache is None:
+        if len(_DECISIONS) > 256:
+            _DECISIONS.clear()
+        cache = _DECISIONS[key] = {}
+    return cache
+
+
+def _decide(tag: int, vr: str, mode: int, ctx: _Context) -> str:
+    """How one public element is treated: an action code or one of the allow-list moves.
+
+    ``keep`` (nothing to do), ``walk`` (keep a sequence and process its items), ``drop``
+    (remove silently: file meta in the body, group lengths), ``X``/``Z``/``D``/``C``/``U``
+    (table actions), ``uid``, ``shift``, ``tm`` and ``clean-text`` (allow-list treatments).
+    """
+    group = tag >> 16
+    if group == 0x0002 or tag & 0xFFFF == 0:
+        return "drop"
+    if 0x6000 <= group <= 0x60FF or 0x5000 <= group <= 0x50FF:
+        # Overlays and curves are removed whatever the options say (Clean Graphics gives
+        # Overlay Data C, but a bitmap of burned text cannot be cleaned, and keeping it
+        # without its Overlay Plane attributes breaks the IOD).
+        return "X"
+    if tag in ctx.profile.allow_tags:
+        return "walk" if vr == "SQ" else "keep"
+    action = ctx.rules.action_for(tag)
+    if action is not None:
+        if action in COMPOSITE_CODES:
+            action = resolve_composite(action, _keyword(tag), ctx.sop_class_uid)
+        if action == "K":
+            return "walk" if vr == "SQ" else "keep"
+        return action
+    # Not in the table: the allow-list.
+    known, retired = _in_dictionary(tag)
+    if not known or retired:
+        return "X"
+    if vr == "SQ":
+        return "walk"
+    if vr == "PN":
+        return "D"
+    if vr == "UI":
+        return "keep" if _is_class_uid(_keyword(tag)) else "uid"
+    if vr in _DATE_VRS:
+        if ctx.full_dates:
+            return "keep"
+        return "shift" if ctx.shift_dates else "X"
+    if vr == "TM":
+        return "keep" if ctx.full_dates else "tm"  # validated; clock times are kept
+    if mode == _Mode.DUMMY and vr in _DUMMY_TEXT_VRS:
+        # Inside a sequence whose action is D every text value is replaced, codes included:
+        # a Person Identification Code Sequence identifies by its code values.
+        return "D"
+    if vr in _FREE_TEXT_VRS:
+        return "clean-text" if mode == _Mode.CLEAN or ctx.clean_descriptors else "X"
+    return "keep"
+
+
 def _process_dataset(ds: Dataset, ctx: _Context, mode: int) -> None:
     """Apply the profile to every element of ``ds`` (recursively)."""
     private_creators: dict[int, int] = {}  # (group << 8 | slot) -> creator tag
     creator_names: dict[int, str] = {}
     kept_blocks: set[int] = set()
     elems = elements(ds)
-    for tag in list(elems):
+    decisions = ctx.decisions
+    for key in list(elems):
+        tag = int(key)  # plain int: BaseTag's Python-level __eq__ is slow in lookups
         group = tag >> 16
         if group & 1:
             if tag & 0xFFFF <= 0x00FF:
                 if tag & 0xFFFF >= 0x0010:
-                    private_creators[group << 8 | (tag & 0xFF)] = tag
+                    private_creators[group << 8 | (tag & 0xFF)] = key
                 else:
-                    del elems[tag]  # group length or illegal (gggg,0001-000F)
+                    del elems[key]  # group length or illegal (gggg,0001-000F)
                     ctx.record.removed_private += 1
                 continue
             block = group << 8 | (tag >> 8 & 0xFF)
-            if _process_private(ds, tag, block, creator_names, ctx, mode):
+            if _process_private(ds, key, block, creator_names, ctx, mode):
                 kept_blocks.add(block)
             continue
-        if group == 0x0002 or tag & 0xFFFF == 0:  # file meta in the body, group lengths
-            del elems[tag]
+        vr = _element_vr(elems[key], tag)
+        decision = decisions.get((tag, vr, mode))
+        if decision is None:
+            decision = decisions[(tag, vr, mode)] = _decide(tag, vr, mode, ctx)
+        if decision == "keep":
             continue
-        if 0x6000 <= group <= 0x60FF or 0x5000 <= group <= 0x50FF:
-            # Overlays and curves are removed whatever the options say (Clean Graphics gives
-            # Overlay Data C, but a bitmap of burned text cannot be cleaned, and keeping it
-            # without its Overlay Plane attributes breaks the IOD).
-            _remove(ds, tag, ctx)
-            continue
-        if tag in ctx.profile.allow_tags:
-            _keep(ds, tag, ctx, mode)
-            continue
-        action = ctx.rules.action_for(tag)
-        if action is None:
-            _unlisted(ds, tag, ctx, mode)
-            continue
-        if action in COMPOSITE_CODES:
-            action = resolve_composite(action, _keyword(tag), ctx.sop_class_uid)
-        _apply(ds, tag, action, ctx, mode)
+        if decision == "walk":
+            _walk_items(ds, key, ctx, mode)
+        elif decision == "drop":
+            del elems[key]
+        elif decision == "X":
+            _remove(ds, key, ctx)
+        elif decision == "uid":
+            _remap_uids(ds, key, ctx)
+        elif decision in ("shift", "tm"):
+            _shift_element(ds, key, vr, ctx)
+        elif decision == "clean-text":
+            _clean_text(ds, key, vr, ctx)
+        else:
+            _apply(ds, key, decision, ctx, mode, vr)
     for block, creator_tag in private_creators.items():
         if block not in kept_blocks:
             del elems[creator_tag]
+
+
+def _element_vr(elem: Any, tag: int) -> str:
+    vr = elem.VR
+    if vr is None or vr == "UN":
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return "UN"
+    text = str(vr)
+    return text.split(" or ")[0] if " or " in text else text
 
 
 def _process_private(
@@ -505,61 +586,24 @@ def _keep(ds: Dataset, tag: int, ctx: _Context, mode: int) -> None:
         _walk_items(ds, tag, ctx, mode)
 
 
-def _unlisted(ds: Dataset, tag: int, ctx: _Context, mode: int) -> None:
-    """Allow-list for public attributes the table does not list."""
-    group = tag >> 16
-    if 0x6000 <= group <= 0x60FF or 0x5000 <= group <= 0x50FF:
-        _remove(ds, tag, ctx)  # overlays and curves, whatever the element
-        return
-    known, retired = _in_dictionary(tag)
-    if not known or retired:
-        _remove(ds, tag, ctx)
-        return
-    vr = vr_of(ds, tag)
-    if vr == "SQ":
-        _keep(ds, tag, ctx, mode)
-    elif vr == "PN":
-        _apply(ds, tag, "D", ctx, mode)
-    elif vr == "UI":
-        if not _is_class_uid(_keyword(tag)):
-            _remap_uids(ds, tag, ctx)
-    elif vr in _DATE_VRS:
-        if ctx.full_dates:
-            return
-        if ctx.shift_dates:
-            _shift_element(ds, tag, vr, ctx)
-        else:
-            _remove(ds, tag, ctx)
-    elif vr == "TM":
-        if ctx.full_dates:
-            return
-        _shift_element(ds, tag, vr, ctx)  # validates; clock times are kept
-    elif mode == _Mode.DUMMY and vr in _DUMMY_TEXT_VRS:
-        # Inside a sequence whose action is D every text value is replaced, codes included:
-        # a Person Identification Code Sequence identifies by its code values.
-        _apply(ds, tag, "D", ctx, mode)
-    elif vr in _FREE_TEXT_VRS:
-        if mode == _Mode.CLEAN or ctx.clean_descriptors:
-            _clean_text(ds, tag, vr, ctx)
-        else:
-            _remove(ds, tag, ctx)
-
-
 def _remove(ds: Dataset, tag: int, ctx: _Context) -> None:
     del elements(ds)[tag]
     ctx.count("X", tag)
 
 
-def _apply(ds: Dataset, tag: int, action: str, ctx: _Context, mode: int) -> None:
+def _apply(
+    ds: Dataset, tag: int, action: str, ctx: _Context, mode: int, vr: str | None = None
+) -> None:
     """Apply a simple action code to one public element."""
     if action == "X":
         _remove(ds, tag, ctx)
         return
-    vr = vr_of(ds, tag)
+    if vr is None:
+        vr = vr_of(ds, tag)
     if action == "K":
         _keep(ds, tag, ctx, mode)
         return
-    if tag in (_PATIENT_NAME, _PATIENT_ID) and ds is ctx.top:
+    if ds is ctx.top and tag in (_PATIENT_NAME, _PATIENT_ID):
         return  # written from the pseudonym afterwards (nested copies follow the table)
     ctx.count(action, tag)
     if action == "U":
@@ -769,22 +813,23 @@ def _write_method(ds: Dataset, ctx: _Context, *, pixel_cleaned: bool) -> None:
 
 
 def _rebuild_file_meta(ds: Dataset, sop_class_uid: str) -> None:
-    """Rebuild the file meta from the new dataset (no source AE title, our implementation)."""
+    """Rebuild the file meta from the new dataset (no source AE title, our implementation).
+
+    The elements are stored raw, so the fast encoder writes them without pydicom's writer.
+    """
     old = getattr(ds, "file_meta", None)
-    syntax = None
-    if old is not None and "TransferSyntaxUID" in old:
-        syntax = old.TransferSyntaxUID
-    if syntax is None:
+    syntax = _first(old, 0x00020010, "UI", []) if old is not None else ""
+    if not syntax:
         # A raw data set without file meta: keep the encoding it was read with.
         implicit = bool(getattr(ds, "original_encoding", (False, True))[0])
-        syntax = UID("1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1")
+        syntax = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
     meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
-    meta.MediaStorageSOPInstanceUID = UID(_first(ds, _SOP_INSTANCE_UID, "UI", []))
-    meta.TransferSyntaxUID = UID(str(syntax))
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    store_raw(meta, 0x00020001, "OB", b"\x00\x01")
+    store_strings(meta, 0x00020002, "UI", [sop_class_uid], [])
+    store_strings(meta, 0x00020003, "UI", [_first(ds, _SOP_INSTANCE_UID, "UI", [])], [])
+    store_strings(meta, 0x00020010, "UI", [syntax], [])
+    store_strings(meta, 0x00020012, "UI", [IMPLEMENTATION_CLASS_UID], [])
+    store_strings(meta, 0x00020013, "SH", [IMPLEMENTATION_VERSION_NAME], ["iso8859"])
     ds.file_meta = meta
 
 
@@ -793,6 +838,12 @@ def _rebuild_file_meta(ds: Dataset, sop_class_uid: str) -> None:
 
 def read_dataset(data: bytes, source: str = "input") -> Dataset:
     """Parse DICOM file bytes (header and undecoded pixel bytes) with clear errors."""
+    try:
+        fast = parse_file(data)
+    except Exception:  # noqa: BLE001 - anything odd: pydicom's reader decides and explains
+        fast = None
+    if fast is not None:
+        return fast
     try:
         ds = dcmread(io.BytesIO(data), force=False)
     except InvalidDicomError:
@@ -868,11 +919,11 @@ def _fast_path(ds: Dataset) -> bool:
 
 
 def _encode_explicit_le(ds: Dataset) -> bytes:
-    meta = DicomBytesIO()
-    meta.is_little_endian = True
-    meta.is_implicit_VR = False
-    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
-    chunks: list[bytes] = [b"\x00" * 128 + b"DICM", meta.getvalue()]
+    meta: list[bytes] = []
+    _encode_elements(meta, ds.file_meta, [])
+    body = b"".join(meta)
+    group_length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body))
+    chunks: list[bytes] = [b"\x00" * 128 + b"DICM", group_length, body]
     _encode_elements(chunks, ds, encodings_of(ds))
     return b"".join(chunks)  # one copy of the pixel data, not one per buffer growth
 
