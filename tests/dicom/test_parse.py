@@ -22,7 +22,7 @@ def _all_test_files() -> list[Path]:
 def _compare(ours: object, theirs: object) -> None:
     assert type(ours) is type(theirs)
     assert list(ours.keys()) == list(theirs.keys())  # type: ignore[attr-defined]
-    for tag in theirs:  # type: ignore[attr-defined]
+    for tag in list(theirs.keys()):  # type: ignore[attr-defined]
         a = ours._dict[tag]  # type: ignore[attr-defined]
         b = theirs._dict[tag]  # type: ignore[attr-defined]
         assert type(a) is type(b), tag
@@ -52,8 +52,8 @@ def test_fast_reader_matches_pydicom(path: Path) -> None:
         return  # declined: pydicom's reader is used for this file
     _compare(ours, theirs)
     # pydicom decodes the file meta as it reads it; compare the values.
-    assert {t: ours.file_meta[t].value for t in ours.file_meta} == {
-        t: theirs.file_meta[t].value for t in theirs.file_meta
+    assert {t: ours.file_meta[t].value for t in list(ours.file_meta.keys())} == {
+        t: theirs.file_meta[t].value for t in list(theirs.file_meta.keys())
     }
     assert ours.original_encoding == theirs.original_encoding
     assert ours.original_character_set == theirs.original_character_set

@@ -164,16 +164,18 @@ class TextDetector(Protocol):
 class RapidOcrTextDetector:
     """Text boxes from RapidOCR (``rapidocr-onnxruntime``, PP-OCRv4, ONNX, offline).
 
-    The DBNet detection network proposes boxes on the whole frame; each box is then read by
-    the recognition network and kept when it holds a letter or digit with a score of at
-    least ``min_text_score``. The low threshold keeps tiny, badly read labels (real text
-    scored 0.26-0.6 on 320x240 cine) while dropping the texture and mask edges the detector
-    alone mistakes for text (scores 0.03-0.2 on MR, NM and CR anatomy). Rotated boxes are
-    kept unread. ``recognize=False`` returns every proposed box.
+    The DBNet detection network proposes boxes on the whole frame; the recognition network
+    then reads each box, which is kept when it reads as at least ``min_chars`` letters or
+    digits with a score of at least ``min_text_score``. Identifying text (a name, an ID, a
+    date) has two characters or more; the filter drops what the detector alone mistakes for
+    text: speckle, Doppler blobs and the edges of earlier masks, which read as one
+    character or none at scores of 0.03-0.7. The low score threshold keeps tiny, badly read
+    labels (real text scored 0.26-0.6 on 320x240 cine). ``recognize=False`` returns every
+    proposed box.
 
-    Recognition verdicts are cached by a hash of the box's pixels (no text is kept), so
-    the static overlay of a cine loop is read once, not once per frame. The engine is built
-    on first use; calls are serialised because the engine keeps per-call state.
+    Recognition verdicts are cached by a hash of the box's pixels (no text is kept), so the
+    static overlay of a cine loop is read once, not once per frame. The engine is built on
+    first use; calls are serialised because the engine keeps per-call state.
 
     Parameters
     ----------
@@ -183,6 +185,8 @@ class RapidOcrTextDetector:
         How far each detected text kernel is grown into a box.
     min_text_score : float
         Minimum recognition score of a kept box.
+    min_chars : int
+        Minimum number of letters or digits read in a kept box.
     recognize : bool
         Whether to filter the proposals with the recognition network.
     """
@@ -195,11 +199,13 @@ class RapidOcrTextDetector:
         box_thresh: float = 0.4,
         unclip_ratio: float = 1.6,
         min_text_score: float = 0.25,
+        min_chars: int = 2,
         recognize: bool = True,
     ) -> None:
         self._box_thresh = box_thresh
         self._unclip_ratio = unclip_ratio
         self._min_text_score = min_text_score
+        self._min_chars = min_chars
         self._recognize = recognize
         self._engine: Any = None
         self._verdicts: dict[bytes, bool] = {}
@@ -225,17 +231,16 @@ class RapidOcrTextDetector:
             result, _ = engine(rgb, use_det=True, use_cls=False, use_rec=False)
             boxes: list[Box] = []
             for quad in result or []:
-                points = np.asarray(quad, dtype=np.float64).reshape(-1, 2)
-                x0, y0 = (int(v) for v in np.floor(points.min(axis=0)))
+                points = np.asarray(quad, dtype=np.float32).reshape(4, 2)
+                if self._recognize and not self._is_text(rgb, points):
+                    continue
+                x0, y0 = (max(0, int(v)) for v in np.floor(points.min(axis=0)))
                 x1, y1 = (int(v) for v in np.ceil(points.max(axis=0)))
-                box = (max(0, x0), max(0, y0), x1, y1)
-                if not self._recognize or _is_rotated(points) or self._is_text(rgb, box):
-                    boxes.append(box)
+                boxes.append((x0, y0, x1, y1))
         return boxes
 
-    def _is_text(self, rgb: npt.NDArray[np.uint8], box: Box) -> bool:
-        x0, y0, x1, y1 = box
-        crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    def _is_text(self, rgb: npt.NDArray[np.uint8], points: npt.NDArray[np.float32]) -> bool:
+        crop = np.ascontiguousarray(self._engine.get_crop_img_list(rgb, [points])[0])
         if crop.size == 0:
             return False
         digest = hashlib.blake2b(np.asarray(crop.shape, dtype=np.int64).tobytes(), digest_size=16)
@@ -245,18 +250,12 @@ class RapidOcrTextDetector:
         if verdict is None:
             result, _ = self._engine(crop, use_det=False, use_cls=False, use_rec=True)
             text, score = (str(result[0][0]), float(result[0][1])) if result else ("", 0.0)
-            verdict = score >= self._min_text_score and any(ch.isalnum() for ch in text)
+            chars = sum(ch.isalnum() for ch in text)
+            verdict = score >= self._min_text_score and chars >= self._min_chars
             if len(self._verdicts) >= self._CACHE_SIZE:
                 self._verdicts.clear()
             self._verdicts[key] = verdict
         return verdict
-
-
-def _is_rotated(points: npt.NDArray[np.float64], max_degrees: float = 10.0) -> bool:
-    """Whether the first edge of a detected quadrilateral leans more than ``max_degrees``."""
-    dx, dy = points[1] - points[0]
-    angle = abs(float(np.degrees(np.arctan2(dy, dx))))
-    return min(angle, abs(180.0 - angle)) > max_degrees
 
 
 class TesseractTextDetector:
@@ -420,9 +419,9 @@ def decide_pixel_policy(ds: Dataset, profile: Profile) -> tuple[PixelAction, str
             f"{what}: a slide label or overview image can carry a name or barcode",
         )
 
-    clean_reason = _clean_reason(ds, sop_class, modality, image_type, what)
-    if clean_reason is None:
-        return PixelAction.PASS, f"{what}: original acquisition without burned-in annotation"
+    needs_cleaning, clean_reason = _clean_reason(ds, sop_class, modality, image_type, what)
+    if not needs_cleaning:
+        return PixelAction.PASS, clean_reason
     if Option.CLEAN_PIXEL_DATA in profile.options:
         return PixelAction.CLEAN, clean_reason
     return (
@@ -433,28 +432,29 @@ def decide_pixel_policy(ds: Dataset, profile: Profile) -> tuple[PixelAction, str
 
 def _clean_reason(
     ds: Dataset, sop_class: str, modality: str, image_type: list[str], what: str
-) -> str | None:
-    """Return why the pixels need cleaning, or None when they may pass."""
+) -> tuple[bool, str]:
+    """Return whether the pixels need cleaning, and why (or why they may pass)."""
     burned_in = _flag(ds, "BurnedInAnnotation")
     if burned_in == "YES":
-        return f"{what}: BurnedInAnnotation is YES"
+        return True, f"{what}: BurnedInAnnotation is YES"
     if sop_class == _SECONDARY_CAPTURE or sop_class.startswith(_SECONDARY_CAPTURE + "."):
-        return f"{what}: secondary captures often carry burned-in text"
+        return True, f"{what}: secondary captures often carry burned-in text"
     if modality in _DATA_GRID_MODALITIES:
-        return None
+        return False, f"{what}: a dose grid or segmentation carries no burned-in text"
     original = bool(image_type) and image_type[0] == "ORIGINAL"
     capture = _looks_like_capture(ds, image_type)
+    passes = f"{what}: original acquisition without burned-in annotation"
     if modality in _PASS_MODALITIES:
         if capture:
-            return f"{what}: ImageType or description marks a screen capture or report"
+            return True, f"{what}: ImageType or description marks a screen capture or report"
         if not original:
-            return f"{what}: not an original acquisition (ImageType is not ORIGINAL)"
-        return None
+            return True, f"{what}: not an original acquisition (ImageType is not ORIGINAL)"
+        return False, passes
     if modality in _PROJECTION_MODALITIES:
         if burned_in == "NO" and original and not capture:
-            return None
-        return f"{what}: projection image not marked BurnedInAnnotation NO"
-    return f"{what}: this modality commonly carries burned-in text"
+            return False, passes
+        return True, f"{what}: projection image not marked BurnedInAnnotation NO"
+    return True, f"{what}: this modality commonly carries burned-in text"
 
 
 def _looks_like_capture(ds: Dataset, image_type: list[str]) -> bool:
@@ -642,13 +642,14 @@ def clean_pixel_data(
 
     1. Decode all frames with pydicom's pixel handlers (pylibjpeg, GDCM, Pillow), YBR to
        RGB; clear bits above High Bit.
-    2. For ultrasound with a Sequence of Ultrasound Regions that fits the frame, blank
-       everything outside the union of the regions, where the banners sit.
-    3. Render each frame to 8 bits (palette applied, MONOCHROME1 inverted) and run
+    2. Render each frame to 8 bits (palette applied, MONOCHROME1 inverted) and run
        ``detector`` on every distinct frame; text that appears only on a late cine frame
-       counts. Fill the union of the boxes (padded) on *every* frame with black: 0 for
-       RGB, the darkest value present for MONOCHROME2, the brightest for MONOCHROME1, the
-       darkest palette entry for PALETTE COLOR.
+       counts.
+    3. Fill the union of the boxes (padded) on *every* frame with black: 0 for RGB, the
+       darkest value present for MONOCHROME2, the brightest for MONOCHROME1, the darkest
+       palette entry for PALETTE COLOR. For ultrasound with a Sequence of Ultrasound
+       Regions that fits the frame, also blank everything outside the union of the
+       regions, where the banners sit.
     4. Run ``detector`` again on every cleaned frame. Boxes found there are masked too
        (text merged with a masked neighbour shows up only then), up to two passes; a box
        found by the check after the second pass is residual text.
@@ -707,27 +708,27 @@ def clean_pixel_data(
     bits_stored = int(image_pixel.get("bits_stored", ds.get("BitsStored", 8)))
     high_bit = int(ds.get("HighBit", bits_stored - 1))
     _normalise_high_bits(frames, high_bit, signed)
-    renderer = _Renderer(ds, photometric)
+    renderer = _Renderer(ds, photometric, frames)
 
     n_frames, rows, columns = frames.shape[0], frames.shape[1], frames.shape[2]
     fill = _fill_value(ds, photometric, frames)
-    regions_masked = 0
+    keep = None
     if mask_outside_ultrasound_regions and str(ds.get("Modality", "")).upper() == "US":
         keep = _ultrasound_keep_mask(ds, rows, columns)
-        if keep is not None and not keep.all():
-            frames[:, ~keep, ...] = fill
-            regions_masked += 1
+    outside = keep is not None and not keep.all()
 
-    # Detect on every distinct frame and mask the union on every frame. Masking a box can
-    # reveal text the detector had merged with it (the circled "G" next to "P" and "R" in
-    # OBXXXX1A), so a second pass masks what the first re-check finds; what a final check
-    # still finds is residual text.
-    boxes: set[Box] = set()
-    passes = 0
-    while True:
-        found: set[Box] = set()
-        for image in renderer.distinct(frames):
-            found.update(_clean_boxes(_detect(detector, image), rows, columns))
+    # Detect on every distinct original frame, then blank outside the ultrasound regions
+    # and mask the union of the boxes on every frame. Re-check the cleaned frames: masking
+    # can reveal text the detector had merged with a neighbour (the circled "G" next to
+    # "P" and "R" in OBXXXX1A), so a second pass masks what the first check finds. Text
+    # the check after the second pass still finds is residual.
+    boxes = _detect_all(detector, renderer, frames)
+    if keep is not None and outside:
+        frames[:, ~keep, ...] = fill
+    _mask(frames, boxes, fill)
+    passes = 1 if boxes or outside else 0
+    while passes:
+        found = _detect_all(detector, renderer, frames)
         if not found:
             break
         if passes == _MASK_PASSES:
@@ -736,11 +737,10 @@ def clean_pixel_data(
                 f"{passes} masking pass(es) over {n_frames} frame(s); the instance is "
                 "held for manual review"
             )
-        passes += 1
-        for x0, y0, x1, y1 in found:
-            frames[:, y0:y1, x0:x1, ...] = fill
+        _mask(frames, found, fill)
         boxes |= found
-    regions_masked += len(boxes)
+        passes += 1
+    regions_masked = len(boxes) + int(outside)
 
     _write_native(ds, frames, image_pixel, source_syntax)
     ds.BurnedInAnnotation = "NO"
@@ -812,6 +812,21 @@ def _decode(ds: Dataset, syntax: UID) -> tuple[PixelArray, dict[str, str | int]]
     return frames, image_pixel
 
 
+def _detect_all(detector: TextDetector, renderer: _Renderer, frames: PixelArray) -> set[Box]:
+    """The padded boxes found on any distinct frame."""
+    rows, columns = frames.shape[1], frames.shape[2]
+    found: set[Box] = set()
+    for image in renderer.distinct(frames):
+        found.update(_clean_boxes(_detect(detector, image), rows, columns))
+    return found
+
+
+def _mask(frames: PixelArray, boxes: Iterable[Box], fill: int) -> None:
+    """Fill every box on every frame."""
+    for x0, y0, x1, y1 in boxes:
+        frames[:, y0:y1, x0:x1, ...] = fill
+
+
 def _detect(detector: TextDetector, image: npt.NDArray[np.uint8]) -> list[Box]:
     try:
         return list(detector.detect(image))
@@ -863,26 +878,45 @@ def _ultrasound_keep_mask(ds: Dataset, rows: int, columns: int) -> npt.NDArray[n
 
 
 class _Renderer:
-    """Turns decoded frames into the 8-bit images a :class:`TextDetector` reads."""
+    """Turns decoded frames into the 8-bit images a :class:`TextDetector` reads.
 
-    def __init__(self, ds: Dataset, photometric: str) -> None:
+    The intensity mapping is fixed from the original frames, so a re-check after masking
+    sees the pixels as the first pass did (stretching a masked frame anew would amplify
+    the dim texture left once the bright text is gone).
+    """
+
+    def __init__(self, ds: Dataset, photometric: str, frames: PixelArray) -> None:
         self._ds = ds
         self._photometric = photometric
+        self._low = 0.0
+        self._high = 255.0
+        if photometric in ("MONOCHROME1", "MONOCHROME2"):
+            self._low, self._high = float(frames.min()), float(frames.max())
+        elif photometric == "RGB" and frames.dtype != np.uint8:
+            self._high = max(255.0, float(frames.max()))
+        elif photometric == "PALETTE COLOR":
+            self._high = -1.0  # set from the first rendered frame
 
     def render(self, frame: PixelArray) -> npt.NDArray[np.uint8]:
+        data: PixelArray = frame
         if self._photometric == "PALETTE COLOR":
             try:
-                rgb = apply_color_lut(frame, self._ds)
+                data = apply_color_lut(frame, self._ds)
             except Exception as exc:
                 raise QuarantineRequired(
                     f"pixel data: the palette colour lookup table cannot be applied "
                     f"({type(exc).__name__}); the instance is held"
                 ) from exc
-            return _to_uint8(rgb, stretch=False)
-        if self._photometric == "RGB":
-            return _to_uint8(frame, stretch=False)
-        gray = _to_uint8(frame, stretch=True)
-        return 255 - gray if self._photometric == "MONOCHROME1" else gray
+            if self._high < 0:
+                self._high = 65535.0 if int(data.max()) > 255 else 255.0
+        if data.dtype == np.uint8 and self._low == 0.0 and self._high == 255.0:
+            image = np.ascontiguousarray(data)
+        elif self._high <= self._low:
+            image = np.zeros(data.shape, dtype=np.uint8)
+        else:
+            scaled = (data.astype(np.float32) - self._low) * (255.0 / (self._high - self._low))
+            image = np.ascontiguousarray(np.clip(scaled, 0, 255).astype(np.uint8))
+        return 255 - image if self._photometric == "MONOCHROME1" else image
 
     def distinct(self, frames: PixelArray) -> Iterable[npt.NDArray[np.uint8]]:
         """Yield the rendering of every frame, skipping exact repeats of an earlier frame."""
@@ -893,23 +927,6 @@ class _Renderer:
                 continue
             seen.add(digest)
             yield self.render(frame)
-
-
-def _to_uint8(arr: PixelArray, *, stretch: bool) -> npt.NDArray[np.uint8]:
-    """Scale to 0-255: min-max when ``stretch``, else only data above 8 bits are scaled."""
-    if arr.dtype == np.uint8 and not stretch:
-        return np.ascontiguousarray(arr)
-    data = arr.astype(np.float32)
-    low = float(data.min()) if stretch else 0.0
-    high = float(data.max())
-    if not stretch and high <= 255.0:
-        return np.ascontiguousarray(np.clip(data, 0, 255).astype(np.uint8))
-    if not stretch:
-        high = 65535.0 if high > 255.0 else 255.0
-    if high <= low:
-        return np.zeros(arr.shape, dtype=np.uint8)
-    scaled = (data - low) * (255.0 / (high - low))
-    return np.ascontiguousarray(np.clip(scaled, 0, 255).astype(np.uint8))
 
 
 def _fill_value(ds: Dataset, photometric: str, frames: PixelArray) -> int:

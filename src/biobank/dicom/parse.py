@@ -16,12 +16,14 @@ element by element on every test file.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_sequence, read_undefined_length_value
+from pydicom.filereader import read_sequence
+from pydicom.fileutil import read_undefined_length_value
 from pydicom.tag import BaseTag, SequenceDelimiterTag
 from pydicom.values import convert_string
 
@@ -45,7 +47,7 @@ def parse_file(data: bytes) -> FileDataset | None:
     """Parse a DICOM file held in ``data``; None when pydicom's general reader is needed."""
     if len(data) < 144 or data[128:132] != b"DICM":
         return None
-    meta: dict[BaseTag, RawDataElement] = {}
+    meta: dict[BaseTag, RawDataElement | DataElement] = {}
     pos = 132
     size = len(data)
     while pos + 8 <= size and _U16.unpack_from(data, pos)[0] == 0x0002:
@@ -81,17 +83,22 @@ def parse_file(data: bytes) -> FileDataset | None:
             fp.is_implicit_VR = False
             fp.seek(start)
             if vr in ("SQ", "UN"):
-                sequence = read_sequence(fp, False, True, length, encoding)
+                sequence = read_sequence(fp, False, True, length, encoding)  # type: ignore[arg-type]
                 elements[key] = DataElement(key, "SQ", sequence, start, is_undefined_length=True)
             else:
-                value = read_undefined_length_value(fp, True, SequenceDelimiterTag, None)
-                elements[key] = RawDataElement(key, vr, length, value, start, False, True)
+                raw = read_undefined_length_value(
+                    fp,  # type: ignore[arg-type]  # DicomBytesIO is the file-like pydicom uses
+                    True,
+                    SequenceDelimiterTag,
+                    None,
+                )
+                elements[key] = RawDataElement(key, vr, length, raw, start, False, True)
             pos = fp.tell()
             continue
         end = start + length
         if end > size:
             return None  # truncated: let pydicom say so
-        value = data[start:end] if length else empty_value_for_VR(vr, raw=True)
+        value: Any = data[start:end] if length else empty_value_for_VR(vr, raw=True)
         if tag == 0x00080005:
             encoding = convert_encodings(convert_string(value or b"", True))
         elements[key] = RawDataElement(key, vr, length, value, start, False, True)
