@@ -35,6 +35,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
+from pydicom.tag import BaseTag
 
 import biobank
 from biobank.deid import pixels
@@ -209,6 +210,44 @@ class _Mode:
     DUMMY = 2  # inside a sequence under action D (content replaced by dummies)
 
 
+@dataclass(frozen=True)
+class _MemoEntry:
+    """What processing one top-level element did: its encoded result and its evidence."""
+
+    result: RawDataElement | None  # None: removed
+    events: tuple[tuple[str, int], ...]
+    counters: tuple[int, int, int, int, int]
+    added: tuple[str, ...]
+
+
+#: Decisions worth remembering (those that do real work on the value).
+_MEMO_DECISIONS = frozenset({"walk", "D", "Z", "C", "clean-text", "shift"})
+_MEMO_MAX_VALUE = 1 << 16
+#: Memos per context fingerprint: see :func:`_memo_for`.
+_MEMOS: dict[tuple[object, ...], dict[tuple[int, str, bytes], _MemoEntry]] = {}
+
+
+def _memo_for(fingerprint: tuple[object, ...]) -> dict[tuple[int, str, bytes], _MemoEntry]:
+    """The memo of element results for one context.
+
+    The images of a series repeat most of their header: the same study, request and code
+    sequences, descriptions and dates in every slice. How an element is de-identified depends
+    only on its tag, VR and value bytes and on the context — profile, SOP class, key, the
+    patient's date offset, the identifying values read from the instance and the character
+    set — so within one context the result computed for the first slice is the result for
+    every other. Results are stored encoded, and used encoded on the first slice too, so the
+    output bytes do not depend on which instance came first (determinism across --jobs).
+    """
+    memo = _MEMOS.get(fingerprint)
+    if memo is None:
+        if len(_MEMOS) >= 64:
+            _MEMOS.clear()
+        memo = _MEMOS[fingerprint] = {}
+    elif len(memo) > 20_000:
+        memo.clear()
+    return memo
+
+
 @dataclass
 class _Context:
     profile: Profile
@@ -227,10 +266,31 @@ class _Context:
     shift_dates: bool
     full_dates: bool
     clean_descriptors: bool
+    memo: dict[tuple[int, str, bytes], _MemoEntry] | None = None
+    events: list[tuple[str, int]] | None = None
+    added: list[str] | None = None
 
     def count(self, action: str, tag: int) -> None:
         self.record.actions[action] = self.record.actions.get(action, 0) + 1
         self.record.tags.setdefault(action, []).append(f"{tag:08X}")
+        if self.events is not None:
+            self.events.append((action, tag))
+
+    def add_identifying(self, values: Iterable[str]) -> None:
+        new = [v for v in values if v]
+        self.identifying.update(new)
+        if self.added is not None:
+            self.added.extend(new)
+
+    def counters(self) -> tuple[int, int, int, int, int]:
+        r = self.record
+        return (
+            r.removed_private,
+            r.kept_private,
+            r.dates_shifted,
+            r.dates_removed_unparseable,
+            r.uids_remapped,
+        )
 
     def values(self, ds: Dataset, tag: int, vr: str) -> list[str]:
         return read_strings(ds, tag, vr, self.encodings)
@@ -351,6 +411,19 @@ def apply_profile(
         clean_descriptors=Option.CLEAN_DESCRIPTORS in profile.options,
     )
 
+    if _fast_path(ds):
+        ctx.memo = _memo_for(
+            (
+                profile.options,
+                profile.allow_tags,
+                sop_class_uid,
+                pseudonymizer.key_id,
+                day_offset,
+                frozenset(identifying),
+                tuple(encodings),
+                id(ctx.safe_private),
+            )
+        )
     _process_dataset(ds, ctx, _Mode.NORMAL)
     _write_patient_and_evidence(ds, ctx, pseudonym)
 
@@ -473,6 +546,7 @@ def _process_dataset(ds: Dataset, ctx: _Context, mode: int) -> None:
     kept_blocks: set[int] = set()
     elems = elements(ds)
     decisions = ctx.decisions
+    memo = ctx.memo if ds is ctx.top else None
     for key in list(elems):
         tag = int(key)  # plain int: BaseTag's Python-level __eq__ is slow in lookups
         group = tag >> 16
@@ -488,12 +562,29 @@ def _process_dataset(ds: Dataset, ctx: _Context, mode: int) -> None:
             if _process_private(ds, key, block, creator_names, ctx, mode):
                 kept_blocks.add(block)
             continue
-        vr = _element_vr(elems[key], tag)
+        elem = elems[key]
+        vr = _element_vr(elem, tag)
         decision = decisions.get((tag, vr, mode))
         if decision is None:
             decision = decisions[(tag, vr, mode)] = _decide(tag, vr, mode, ctx)
         if decision == "keep":
             continue
+        memo_key = None
+        if (
+            memo is not None
+            and ctx.memo is memo
+            and decision in _MEMO_DECISIONS
+            and type(elem) is RawDataElement
+            and elem.value is not None
+            and len(elem.value) <= _MEMO_MAX_VALUE
+        ):
+            memo_key = (tag, vr, bytes(elem.value))
+            hit = memo.get(memo_key)
+            if hit is not None:
+                _replay(ds, key, hit, ctx)
+                continue
+            before = ctx.counters()
+            ctx.events, ctx.added = [], []
         if decision == "walk":
             _walk_items(ds, key, ctx, mode)
         elif decision == "drop":
@@ -508,9 +599,65 @@ def _process_dataset(ds: Dataset, ctx: _Context, mode: int) -> None:
             _clean_text(ds, key, vr, ctx)
         else:
             _apply(ds, key, decision, ctx, mode, vr)
+        if memo_key is not None:
+            _remember(ds, key, memo_key, before, ctx, memo)  # type: ignore[arg-type]
     for block, creator_tag in private_creators.items():
         if block not in kept_blocks:
             del elems[creator_tag]
+
+
+def _replay(ds: Dataset, key: int, entry: _MemoEntry, ctx: _Context) -> None:
+    """Apply a remembered result: the encoded element and the evidence it produced."""
+    if entry.result is None:
+        del elements(ds)[key]
+    else:
+        elements(ds)[key] = entry.result
+    for action, tag in entry.events:
+        ctx.count(action, tag)
+    record = ctx.record
+    removed, kept, shifted, unparseable, remapped = entry.counters
+    record.removed_private += removed
+    record.kept_private += kept
+    record.dates_shifted += shifted
+    record.dates_removed_unparseable += unparseable
+    record.uids_remapped += remapped
+    if entry.added:
+        ctx.identifying.update(entry.added)
+
+
+def _remember(
+    ds: Dataset,
+    key: int,
+    memo_key: tuple[int, str, bytes],
+    before: tuple[int, int, int, int, int],
+    ctx: _Context,
+    memo: dict[tuple[int, str, bytes], _MemoEntry],
+) -> None:
+    """Store what processing one element did, and leave the element in its encoded form."""
+    events, added = ctx.events or [], ctx.added or []
+    ctx.events = ctx.added = None
+    if ctx.memo is not memo:
+        return  # the text cleaner changed while processing it: not reusable
+    result = elements(ds).get(key)
+    raw = None
+    if result is not None:
+        raw = _as_raw(ds, key, result, ctx.encodings)
+        if raw is None:
+            return
+        elements(ds)[key] = raw
+    after = ctx.counters()
+    memo[memo_key] = _MemoEntry(
+        result=raw,
+        events=tuple(events),
+        counters=(
+            after[0] - before[0],
+            after[1] - before[1],
+            after[2] - before[2],
+            after[3] - before[3],
+            after[4] - before[4],
+        ),
+        added=tuple(added),
+    )
 
 
 def _element_vr(elem: Any, tag: int) -> str:
@@ -671,8 +818,9 @@ def _harvest_names(ds: Dataset, tag: int, ctx: _Context) -> None:
         visit(item)
     new = {v for v in found if v} - ctx.identifying
     if new:
-        ctx.identifying.update(new)
+        ctx.add_identifying(new)
         ctx.cleaner = TextCleaner(identifying_words(ctx.identifying))
+        ctx.memo = None  # later elements see another cleaner: nothing more to remember
 
 
 def _clean(ds: Dataset, tag: int, vr: str, ctx: _Context, mode: int) -> None:
@@ -697,7 +845,7 @@ def _clean(ds: Dataset, tag: int, vr: str, ctx: _Context, mode: int) -> None:
 
 
 def _collect_pn(ds: Dataset, tag: int, ctx: _Context) -> None:
-    ctx.identifying.update(v.strip() for v in ctx.values(ds, tag, "PN") if v.strip())
+    ctx.add_identifying(v.strip() for v in ctx.values(ds, tag, "PN"))
 
 
 def _clean_text(ds: Dataset, tag: int, vr: str, ctx: _Context) -> None:
@@ -735,7 +883,7 @@ def _shift_element(
         return False
     if vr != "TM":
         ctx.record.dates_shifted += sum(1 for v in values if v)
-        ctx.identifying.update(v.strip() for v in values if v.strip())
+        ctx.add_identifying(v.strip() for v in values)
     if new != values:
         ctx.store(ds, tag, vr, new)
     return True
@@ -874,6 +1022,11 @@ _LONG_VRS = frozenset(
 _HEADER = struct.Struct("<HH2sH")
 _HEADER_LONG = struct.Struct("<HH2s2xI")
 _ITEM = struct.Struct("<HHI")
+_HEADER_VRS = frozenset(
+    {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "PN", "SH", "SL"}
+    | {"SS", "ST", "TM", "UI", "UL", "US", "OB", "OD", "OF", "OL", "OV", "OW", "UC", "UN"}
+    | {"UR", "UT", "SV", "UV"}
+)
 
 
 def encode_dataset(ds: Dataset) -> bytes:
@@ -937,21 +1090,25 @@ def _encode_elements(chunks: list[bytes], ds: Dataset, encodings: list[str]) -> 
             continue  # retired group lengths are never written
         elem = elems[tag]
         if type(elem) is RawDataElement:
-            if (
-                elem.VR is not None
-                and elem.length != 0xFFFFFFFF
-                and not elem.is_implicit_VR
-                and elem.is_little_endian
-            ):
+            if elem.VR is not None and not elem.is_implicit_VR and elem.is_little_endian:
                 value = elem.value or b""
                 vr = elem.VR
+                if elem.length == 0xFFFFFFFF:  # sequence or encapsulated pixel data
+                    append(_HEADER_LONG.pack(tag >> 16, tag & 0xFFFF, vr.encode(), 0xFFFFFFFF))
+                    append(value)
+                    append(_SEQUENCE_DELIMITER)
+                    continue
                 header = _HEADER_LONG if vr in _LONG_VRS else _HEADER
                 append(header.pack(tag >> 16, tag & 0xFFFF, vr.encode(), len(value)))
                 append(value)
                 continue
             elem = ds[tag]
-        if elem.VR == "SQ" and not elem.is_empty:
-            _encode_sequence(chunks, tag, elem, encodings_of(ds, encodings))
+        if elem.VR == "SQ":
+            value, undefined = _sequence_value(elem, encodings_of(ds, encodings))
+            length = 0xFFFFFFFF if undefined else len(value)
+            append(_HEADER_LONG.pack(tag >> 16, tag & 0xFFFF, b"SQ", length) + value)
+            if undefined:
+                append(_SEQUENCE_DELIMITER)
         else:
             fp = DicomBytesIO()
             fp.is_little_endian = True
@@ -960,11 +1117,13 @@ def _encode_elements(chunks: list[bytes], ds: Dataset, encodings: list[str]) -> 
             append(fp.getvalue())
 
 
-def _encode_sequence(
-    chunks: list[bytes], tag: int, elem: DataElement, encodings: list[str]
-) -> None:
+_SEQUENCE_DELIMITER = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+
+
+def _sequence_value(elem: DataElement, encodings: list[str]) -> tuple[bytes, bool]:
+    """Encode a sequence's items; return (value, undefined length) as pydicom writes them."""
     body: list[bytes] = []
-    for item in elem.value:
+    for item in elem.value or ():
         content: list[bytes] = []
         _encode_elements(content, item, encodings_of(item, encodings))
         data = b"".join(content)
@@ -973,12 +1132,26 @@ def _encode_sequence(
             body.append(_ITEM.pack(0xFFFE, 0xE00D, 0))
         else:
             body.append(_ITEM.pack(0xFFFE, 0xE000, len(data)) + data)
-    value = b"".join(body)
-    if elem.is_undefined_length:
-        chunks.append(_HEADER_LONG.pack(tag >> 16, tag & 0xFFFF, b"SQ", 0xFFFFFFFF) + value)
-        chunks.append(_ITEM.pack(0xFFFE, 0xE0DD, 0))
-    else:
-        chunks.append(_HEADER_LONG.pack(tag >> 16, tag & 0xFFFF, b"SQ", len(value)) + value)
+    return b"".join(body), bool(elem.is_undefined_length)
+
+
+def _as_raw(ds: Dataset, key: int, elem: Any, encodings: list[str]) -> RawDataElement | None:
+    """The encoded form of a processed element, as the encoder would write it; None if odd."""
+    if type(elem) is RawDataElement:
+        return elem if not elem.is_implicit_VR and elem.is_little_endian else None
+    if elem.VR == "SQ":
+        value, undefined = _sequence_value(elem, encodings_of(ds, encodings))
+        length = 0xFFFFFFFF if undefined else len(value)
+        return RawDataElement(BaseTag(key), "SQ", length, value, 0, False, True)
+    if elem.is_undefined_length or elem.VR not in _HEADER_VRS:
+        return None
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    write_data_element(fp, elem, encodings)
+    encoded = fp.getvalue()
+    value = encoded[12:] if elem.VR in _LONG_VRS else encoded[8:]
+    return RawDataElement(BaseTag(key), elem.VR, len(value), value, 0, False, True)
 
 
 def residual_phi(

@@ -5,9 +5,11 @@ deferred reads, callbacks) and costs about 5 µs per element plus a fixed cost p
 is most of a de-identifier's budget at thousands of files per second. This reader does the
 same thing for explicit VR little endian data sets only (every native and compressed transfer
 syntax but Implicit VR, Big Endian and Deflate): it walks the top-level elements with
-``struct`` and yields the very objects pydicom yields — ``RawDataElement`` values left
-undecoded, undefined-length sequences parsed with pydicom's own ``read_sequence`` and
-undefined-length values with its ``read_undefined_length_value``. Anything else (no ``DICM``
+``struct`` and yields the objects pydicom yields — ``RawDataElement`` values left
+undecoded, undefined-length values read with its ``read_undefined_length_value`` — with one
+difference: an undefined-length sequence is also left undecoded (its end found by scanning
+the items), where pydicom decodes it at once. pydicom decodes it on first access just the
+same, and a sequence the de-identifier removes is never decoded. Anything else (no ``DICM``
 prefix, another encoding, a truncated or odd file) returns None and the caller uses pydicom,
 so errors are reported the way pydicom reports them. Equivalence with ``dcmread`` is tested
 element by element on every test file.
@@ -22,7 +24,6 @@ from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_sequence
 from pydicom.fileutil import read_undefined_length_value
 from pydicom.tag import BaseTag, SequenceDelimiterTag
 from pydicom.values import convert_string
@@ -78,21 +79,29 @@ def parse_file(data: bytes) -> FileDataset | None:
         tag, vr, length, start = parsed
         key = BaseTag(tag)
         if length == 0xFFFFFFFF:
+            if vr in ("SQ", "UN"):
+                # Kept undecoded, like a defined-length sequence: pydicom decodes it on first
+                # access, and a sequence the profile removes is never decoded at all.
+                end = _sequence_end(data, start, size)
+                if end is None:
+                    return None
+                value_end = end - 8  # without the Sequence Delimitation Item
+                elements[key] = RawDataElement(
+                    key, "SQ", length, data[start:value_end], start, False, True
+                )
+                pos = end
+                continue
             fp = DicomBytesIO(data)
             fp.is_little_endian = True
             fp.is_implicit_VR = False
             fp.seek(start)
-            if vr in ("SQ", "UN"):
-                sequence = read_sequence(fp, False, True, length, encoding)  # type: ignore[arg-type]
-                elements[key] = DataElement(key, "SQ", sequence, start, is_undefined_length=True)
-            else:
-                raw = read_undefined_length_value(
-                    fp,  # type: ignore[arg-type]  # DicomBytesIO is the file-like pydicom uses
-                    True,
-                    SequenceDelimiterTag,
-                    None,
-                )
-                elements[key] = RawDataElement(key, vr, length, raw, start, False, True)
+            raw = read_undefined_length_value(
+                fp,  # type: ignore[arg-type]  # DicomBytesIO is the file-like pydicom uses
+                True,
+                SequenceDelimiterTag,
+                None,
+            )
+            elements[key] = RawDataElement(key, vr, length, raw, start, False, True)
             pos = fp.tell()
             continue
         end = start + length
@@ -112,6 +121,49 @@ def parse_file(data: bytes) -> FileDataset | None:
     )  # fmt: skip
     file_dataset.set_original_encoding(False, True, dataset._character_set)
     return file_dataset
+
+
+def _sequence_end(data: bytes, pos: int, size: int) -> int | None:
+    """Return the offset after the delimiter of an undefined-length sequence, or None.
+
+    ``pos`` is where its items start (explicit VR little endian); None when the bytes do
+    not add up, and the caller falls back to pydicom's reader.
+    """
+    while pos + 8 <= size:
+        group, element = _TAG.unpack_from(data, pos)
+        length = _U32.unpack_from(data, pos + 4)[0]
+        if (group, element) == (0xFFFE, 0xE0DD):
+            return pos + 8
+        if (group, element) != (0xFFFE, 0xE000):
+            return None
+        if length != 0xFFFFFFFF:
+            pos += 8 + length
+            continue
+        end = _item_end(data, pos + 8, size)
+        if end is None:
+            return None
+        pos = end
+    return None
+
+
+def _item_end(data: bytes, pos: int, size: int) -> int | None:
+    """Return the offset just after the delimiter of an undefined-length item."""
+    while pos + 8 <= size:
+        group, element = _TAG.unpack_from(data, pos)
+        if (group, element) == (0xFFFE, 0xE00D):
+            return pos + 8
+        parsed = _header(data, pos, size)
+        if parsed is None:
+            return None
+        _, vr, length, start = parsed
+        if length == 0xFFFFFFFF:
+            end = _sequence_end(data, start, size) if vr in ("SQ", "UN") else None
+            if end is None:
+                return None
+            pos = end
+        else:
+            pos = start + length
+    return None
 
 
 def _header(data: bytes, pos: int, size: int) -> tuple[int, str, int, int] | None:
