@@ -347,7 +347,8 @@ def all_subjects(*, jobs: int, deid_subset: int) -> list[Subject]:
             "ours",
             f"biobank deid --jobs {jobs}",
             "`biobank deid CORPUS --out OUT --key-file KEY --report R.json --jobs N` "
-            "(default profile)",
+            "(default profile `research`, which keeps station name and device serial by design: "
+            "Retain Device Identity)",
             "deid",
             False,
             _ours_setup(jobs),
@@ -356,7 +357,7 @@ def all_subjects(*, jobs: int, deid_subset: int) -> list[Subject]:
         Subject(
             "ours-basic",
             f"biobank deid --profile basic --jobs {jobs}",
-            "same, PS3.15 basic profile without options (the default profile is `research`)",
+            "same, `--profile basic` (Basic Profile + Clean Pixel Data)",
             "deid",
             True,
             _ours_setup(jobs, "basic"),

@@ -11,11 +11,12 @@ are already decoded (data sets built in memory) are read through their values as
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from pydicom import Dataset
 from pydicom.charset import convert_encodings, decode_bytes, default_encoding, encode_string
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
@@ -96,6 +97,46 @@ def read_strings(ds: Dataset, tag: int, vr: str, encodings: list[str]) -> list[s
     return [] if values == [""] else values
 
 
+_INT_FORMATS = {"US": ("H", 2), "SS": ("h", 2), "UL": ("I", 4), "SL": ("i", 4)}
+
+
+def read_int(ds: Dataset, tag: int, default: int) -> int:
+    """The first value of a US, SS, UL, SL or IS element, without decoding the element."""
+    elem = elements(ds).get(tag)
+    if elem is None:
+        return default
+    if type(elem) is RawDataElement:
+        raw = elem.value or b""
+        vr = vr_of(ds, tag)
+        fmt = _INT_FORMATS.get(vr)
+        if fmt is not None:
+            code, size = fmt
+            if len(raw) < size:
+                return default
+            order = "<" if elem.is_little_endian else ">"
+            return int(struct.unpack_from(order + code, raw)[0])
+        values = read_strings(ds, tag, vr, [])
+        try:
+            return int(float(values[0])) if values and values[0] else default
+        except ValueError:
+            return default
+    value = elem.value
+    if isinstance(value, MultiValue | list):
+        value = value[0] if value else None
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def read_keyword(ds: Dataset, keyword: str) -> list[str]:
+    """The values of a string element named by keyword, without decoding the element."""
+    tag = tag_for_keyword(keyword)
+    if tag is None or tag not in elements(ds):
+        return []
+    return read_strings(ds, tag, vr_of(ds, tag), encodings_of(ds))
+
+
 def store_strings(ds: Dataset, tag: int, vr: str, values: list[str], encodings: list[str]) -> None:
     """Replace the element's value with ``values``, encoded now and kept as raw bytes."""
     text = "\\".join(values)
@@ -117,6 +158,8 @@ __all__ = [
     "TEXT_VRS",
     "elements",
     "encodings_of",
+    "read_int",
+    "read_keyword",
     "read_strings",
     "store_raw",
     "store_strings",
