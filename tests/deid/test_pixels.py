@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from PIL import Image, ImageDraw, ImageFont
-from pydicom import Dataset, dcmread
+from pydicom import Dataset, dcmread, dcmwrite
 from pydicom.dataset import FileMetaDataset
 from pydicom.pixels import apply_color_lut
 from pydicom.sequence import Sequence
@@ -161,8 +161,8 @@ def _read(image: npt.NDArray[np.uint8]) -> str:
     """Everything two OCR engines read in ``image``, upper case, without white space."""
     import pytesseract
 
-    gray = image if image.ndim == 2 else image.max(axis=2)
-    words = [pytesseract.image_to_string(Image.fromarray(gray), config="--psm 11")]
+    gray = Image.fromarray(image).convert("L")  # luma keeps white-on-blue banners readable
+    words = [pytesseract.image_to_string(gray, config="--psm 11")]
     rgb = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
     result, _ = _rapidocr()(np.ascontiguousarray(rgb))
     words.extend(str(item[1]) for item in result or [])
@@ -282,19 +282,28 @@ def test_photographs_are_quarantined(sop_class: str, modality: str) -> None:
     ("image_type", "description"),
     [
         (["DERIVED", "SECONDARY", "SCREEN SAVE"], ""),
-        (["ORIGINAL", "SECONDARY"], ""),
         (["ORIGINAL", "PRIMARY", "AXIAL"], "Dose Report"),
         (["ORIGINAL", "PRIMARY", "AXIAL"], "Patient Protocol"),
-        (["DERIVED", "PRIMARY", "MPR"], ""),
+        (["DERIVED", "SECONDARY", "CAPTURE"], ""),
     ],
 )
-def test_ct_screen_captures_and_derived_images_are_cleaned(
-    image_type: list[str], description: str
-) -> None:
+def test_ct_screen_captures_are_cleaned(image_type: list[str], description: str) -> None:
     ds = dcmread(testdata("CT_small.dcm"))
     ds.ImageType = image_type
     ds.SeriesDescription = description
     assert decide_pixel_policy(ds, CLEAN)[0] is PixelAction.CLEAN
+
+
+@pytest.mark.parametrize(
+    "image_type",
+    [["DERIVED", "PRIMARY", "MPR"], ["DERIVED", "SECONDARY", "MIP"], ["ORIGINAL", "SECONDARY"]],
+)
+def test_ct_reformats_and_maps_pass(image_type: list[str]) -> None:
+    # PS3.3 C.7.6.1.1.2: SECONDARY means made after the examination (reformats, maps).
+    ds = dcmread(testdata("CT_small.dcm"))
+    ds.ImageType = image_type
+    ds.SeriesDescription = "Axial MPR 3mm"
+    assert decide_pixel_policy(ds, CLEAN)[0] is PixelAction.PASS
 
 
 @pytest.mark.parametrize(
@@ -572,6 +581,18 @@ def test_palette_colour_is_filled_with_its_darkest_entry() -> None:
     rgb = apply_color_lut(ds.pixel_array, ds)
     assert not rgb[5:28, 660:780].any()  # black, although index 0 need not be
     assert "PlanarConfiguration" not in ds
+
+
+def test_big_endian_source_keeps_its_lookup_tables_readable() -> None:
+    ds = dcmread(testdata("gdcm-US-ALOKA-16_big.dcm"))  # segmented palette, OW, big endian
+    colours = apply_color_lut(ds.pixel_array, ds)
+    clean_pixel_data(ds, OnceBoxDetector((0, 0, 1, 1)), mask_outside_ultrasound_regions=False)
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    again = dcmread(io.BytesIO(buffer.getvalue()))
+    assert again.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    out = apply_color_lut(again.pixel_array, again)
+    np.testing.assert_array_equal(out[10:], colours[10:])  # all but the masked corner
 
 
 def test_apply_pixel_policy_runs_each_branch() -> None:

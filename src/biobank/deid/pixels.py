@@ -19,34 +19,36 @@ input) comes out. Only the OCR engine runs outside Python.
 
 OCR engine: why RapidOCR, measured on this machine
 --------------------------------------------------
-Debian tesseract 5.3.0 (via pytesseract) against ``rapidocr-onnxruntime`` 1.4.4 (PP-OCRv4
-DBNet detector, ONNX models shipped in the wheel, runs offline; opencv 5.0 imports), on the
-first frame rendered to 8 bits, 2 CPUs, seconds per image (figures vary ~30% run to run):
+Debian tesseract 5.3.0 (pytesseract, ``--psm 11`` sparse text) against
+``rapidocr-onnxruntime`` 1.4.4 (PP-OCRv4 detection and recognition; the ONNX models ship in
+the wheel and run offline; opencv 5.0 imports). First frame rendered to 8 bits; 2 shared
+CPUs under load, so seconds vary by +-50%. "PHI read" counts the burned-in name, ID, date,
+time and institution strings a reader recovered.
 
-=============================  ==========================  ==========================
-file                           tesseract ``--psm 11``      RapidOCR detector only
-=============================  ==========================  ==========================
-deid-data GREYSCALE_IMAGE      3.6 s; all PHI read         1.0 s; every text line boxed
-deid-data RGB_IMAGE            3.6 s; all PHI read         1.0 s; every text line boxed
-pydicom-data OBXXXX1A          3.6 s; banner read only at  0.3 s; banner, date, time,
-                               1x, lost when upscaled 2x   exam ID and all labels boxed
-pydicom-data gdcm-US-ALOKA-16  4.7 s; "WESTWAY MEDICAL"    0.3 s; institution, date,
-                               garbled, date 24-MAY-02     time and all labels boxed
-                               missed at 1x, 2x and 3x
-pydicom-data US1_J2KR          4.2 s (14.9 s at 3x)        1.0 s; "BAPTIST MED CTR" boxed
-=============================  ==========================  ==========================
+================  =========================  ===========  ==========  ==================
+file              tesseract 1x / 2x / 3x     RapidOCR     our         clean_pixel_data,
+                  (s; PHI read)              read (s)     detector    PHI readable after
+================  =========================  ===========  ==========  ==================
+GREYSCALE_IMAGE   2.2 / 2.8 / 3.4; 7/7       3.7; 7/7     2.4 s       2.4 s; none
+RGB_IMAGE         3.6 / 3.6 / 3.3; 7/7       2.9; 7/7     2.6 s       1.8 s; none
+OBXXXX1A          1.1 / 1.0 / 2.2; 0/4 [1]   1.8; 4/4     1.6 s       2.2 s; none
+gdcm-US-ALOKA-16  2.4 / 3.3 / 5.1; 0/3 [2]   1.6; 3/3     1.8 s       1.4 s; none
+US1_J2KR          1.7 / 3.7 / 5.1; 2-3/3     2.9; 3/3     2.2 s       1.5 s; none
+================  =========================  ===========  ==========  ==================
 
-Tesseract was tried with upscaling 1x/2x/3x, grayscale, inversion and page segmentation
-modes 3, 11 and 12; no variant read the ALOKA date, upscaling lost the Philips banner, and
-the sparse modes box speckle inside the image as "text" (``— = ~``), which would mask
-anatomy and then fail the residual check. With recognition added (to read back what was
-boxed) RapidOCR read every PHI string on all five files, ALOKA's institution and date
-included, in 0.8-3 s. RapidOCR's detector is therefore the default; its boxes are used
-without recognition because recognition only *drops* boxes (score < 0.5) and costs 2-3x
-the time: recall matters more than precision. The detector works at >= 736 px on the short
-side, which is the upscaling small banner fonts need. :class:`TesseractTextDetector`
-(grayscale, 2x, both polarities, ``--psm 11``) remains as the fallback when rapidocr is
-not installed, and as a second opinion for callers who want a union.
+[1] The Philips banner (date, exam ID, time) is white on blue: tesseract read it only from
+a luma grayscale at 1x, lost it at 2x and from a max-of-channels grayscale.
+[2] "WESTWAY MEDICAL", "24-MAY-02" and the time were never read (garbled or missed at 1x,
+2x, 3x, inverted, page segmentation modes 3, 11 and 12). Sparse modes also box speckle
+inside the image as text ("ee", "— = ~"), which masks anatomy and fails the re-check.
+
+RapidOCR read every PHI string on all five files, with recognition scores of 0.94-1.0, in
+the time of one tesseract pass; its detector upscales the short side to 736 px, which is
+the enlargement small banner fonts need (at 512 px it lost the ALOKA date). It is the
+default (:class:`RapidOcrTextDetector`); :class:`TesseractTextDetector` is the fallback
+when rapidocr is not installed. Detection runs on every frame, twice (the first pass and
+the re-check): about 1 s per 640x480 frame here, so a 120-frame cine takes about 2 minutes
+(deid-data ``ultrasound-multiframe.dcm``, 30 frames of 800x600: 29 s).
 """
 
 from __future__ import annotations
@@ -102,7 +104,10 @@ _DATA_GRID_MODALITIES: Final = frozenset({"RTDOSE", "SEG"})
 _PROJECTION_MODALITIES: Final = frozenset({"DX", "CR", "MG", "IO", "PX"})
 _PHOTO_MODALITIES: Final = frozenset({"XC"})
 # Words in ImageType / SeriesDescription / DerivationDescription of screen captures.
-_CAPTURE_HINTS: Final = ("SECONDARY", "SCREEN", "DOSE", "REPORT", "CAPTURE", "PATIENT PROTOCOL")
+#: Words that mark a screen capture, dose report or protocol page among CT/MR/PT/NM images.
+#: ``SECONDARY`` is not one of them: PS3.3 C.7.6.1.1.2 uses it for every image made after
+#: the examination, such as reformats, MIPs and ADC maps, whose pixels carry no text.
+_CAPTURE_HINTS: Final = ("SCREEN", "DOSE", "REPORT", "CAPTURE", "PATIENT PROTOCOL")
 # Modality codes we may echo in a reason (CS values are defined terms; never echo others).
 _KNOWN_MODALITIES: Final = frozenset(
     {
@@ -280,14 +285,15 @@ class RapidOcrTextDetector:
 class TesseractTextDetector:
     """Word boxes from the tesseract binary (Debian ``tesseract-ocr``) via pytesseract.
 
-    Each frame is reduced to grayscale (the brightest channel, so coloured text stays
-    bright), stretched to full contrast and read at every scale in ``scales`` with every
-    page segmentation mode in ``psms`` (11 is sparse text: scattered labels rather than
-    paragraphs). A word counts when it has at least ``min_chars`` letters or digits and a
-    confidence of at least ``min_confidence``. Tesseract gives real PHI low confidences
-    (11 for "ZZZ TEST" on GREYSCALE_IMAGE) and speckle high ones (25-40 for "ee"), so the
-    default keeps every word; expect more residual-text quarantines than with RapidOCR.
-    Tesseract 5 inverts light-on-dark lines itself; an inverted copy read the same words.
+    Each frame is reduced to grayscale (luma), stretched to full contrast and read at every
+    scale in ``scales`` with every page segmentation mode in ``psms`` (11 is sparse text:
+    scattered labels rather than paragraphs). A word counts when it has at least
+    ``min_chars`` letters or digits and a confidence of at least ``min_confidence``.
+    Tesseract gives real PHI low confidences (11 for "ZZZ TEST" on GREYSCALE_IMAGE) and
+    speckle high ones (25-40 for "ee"), so the default keeps every word. Tesseract 5 inverts
+    light-on-dark lines itself; an inverted copy read the same words. As the fallback it
+    cleaned OBXXXX1A and RGB_IMAGE (4-8 s) but quarantined gdcm-US-ALOKA-16 with residual
+    text: expect more quarantines than with RapidOCR.
 
     Parameters
     ----------
@@ -480,7 +486,9 @@ def _clean_reason(
         if capture:
             return True, f"{what}: ImageType or description marks a screen capture or report"
         if not original:
-            return True, f"{what}: not an original acquisition (ImageType is not ORIGINAL)"
+            # Reformats, MIPs, subtractions and parametric maps (DERIVED) are computed from
+            # the acquired pixels; text only appears in captures, caught above.
+            return False, f"{what}: derived image (reformat or map) without burned-in annotation"
         return False, passes
     if modality in _PROJECTION_MODALITIES:
         if burned_in == "NO" and original and not capture:
@@ -694,7 +702,8 @@ def clean_pixel_data(
        found by the check after the second pass is residual text.
     5. Only then write native Explicit VR Little Endian Pixel Data, update Transfer
        Syntax (in ``ds.file_meta``), PhotometricInterpretation, PlanarConfiguration and
-       LossyImageCompression (kept ``01`` if the source was lossy) and set
+       LossyImageCompression (kept ``01`` if the source was lossy), byte-swap the other
+       OW/OL/OF/OD values of a big-endian source (lookup tables, overlays) and set
        BurnedInAnnotation to ``NO``. ``ds`` is untouched when an exception is raised.
 
     Parameters
@@ -1001,8 +1010,11 @@ def _as_three_channels(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 def _as_gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     if image.ndim == 2:
         return image
-    # the max over channels keeps coloured text (yellow, cyan) bright
-    return np.asarray(image[:, :, :3].max(axis=2), dtype=np.uint8)
+    # ITU-R 601 luma: white text on a blue banner (OBXXXX1A) keeps its contrast, which the
+    # maximum over channels loses
+    rgb = image[:, :, :3].astype(np.float32)
+    luma = rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
+    return np.asarray(np.clip(luma, 0, 255), dtype=np.uint8)
 
 
 def _source_is_lossy(ds: Dataset, syntax: UID) -> str | None:
@@ -1047,6 +1059,8 @@ def _write_native(
         data += b"\x00"
 
     lossy_method = _source_is_lossy(ds, source)
+    if source == ExplicitVRBigEndian:
+        _swap_other_words(ds, top_level=True)
     ds.PixelData = data
     elem = ds["PixelData"]
     elem.VR = "OB" if bits_allocated <= 8 else "OW"
@@ -1066,6 +1080,30 @@ def _write_native(
     if getattr(ds, "file_meta", None) is None:
         ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+
+
+_SWAP_SIZES: Final = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
+
+
+def _swap_other_words(ds: Dataset, *, top_level: bool = False) -> None:
+    """Byte-swap OW/OL/OF/OD/OV values of a big-endian data set about to be little endian.
+
+    pydicom keeps these values as the bytes read and interprets them with the transfer
+    syntax, so palette and segmented lookup tables, overlays and icon pixels of an Explicit
+    VR Big Endian source would be misread once the syntax says little endian (the segmented
+    palette of gdcm-US-ALOKA-16_big failed to expand). Pixel Data itself is rewritten.
+    """
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _swap_other_words(item)
+            continue
+        size = _SWAP_SIZES.get(str(elem.VR))
+        if size is None or (top_level and elem.tag == 0x7FE00010):
+            continue
+        value = elem.value
+        if isinstance(value, bytes | bytearray) and value and len(value) % size == 0:
+            elem.value = np.frombuffer(value, dtype=f">u{size}").astype(f"<u{size}").tobytes()
 
 
 __all__ = [
