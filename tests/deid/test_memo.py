@@ -7,7 +7,7 @@ import io
 import pytest
 
 import biobank.deid.service as service
-from biobank.deid import Profile, Pseudonymizer, builtin_profile, deidentify_bytes
+from biobank.deid import Profile, Pseudonymizer, builtin_profile, context, deidentify_bytes
 from biobank.dicom.synthetic import make_ct_series, make_mr_series, make_patient_phi
 from tests.conftest import NoText, testdata
 
@@ -43,18 +43,18 @@ def test_memo_changes_nothing(
 ) -> None:
     profile = builtin_profile(profile_name)
     files = _series()
-    service._MEMOS.clear()
+    context._MEMOS.clear()
     forward = _run(files, profile, pseudonymizer)
-    service._MEMOS.clear()
+    context._MEMOS.clear()
     backward = list(reversed(_run(list(reversed(files)), profile, pseudonymizer)))
-    monkeypatch.setattr(service, "_MEMO_DECISIONS", frozenset())
-    service._MEMOS.clear()
+    monkeypatch.setattr(service, "MEMO_DECISIONS", frozenset())
+    context._MEMOS.clear()
     without = _run(files, profile, pseudonymizer)
     assert forward == without
     assert backward == without
 
 
 def test_memo_is_used(research: Profile, pseudonymizer: Pseudonymizer) -> None:
-    service._MEMOS.clear()
+    context._MEMOS.clear()
     _run(_series()[:4], research, pseudonymizer)
-    assert sum(len(m) for m in service._MEMOS.values()) > 0
+    assert sum(len(m) for m in context._MEMOS.values()) > 0
