@@ -126,7 +126,8 @@ def _corpus(workdir: Path, args: argparse.Namespace) -> tuple[Path, list[Planted
         "seed": args.seed,
     }
     # A change of the generator invalidates a kept corpus.
-    generator = Path(synthetic.__file__).read_bytes()
+    folder = Path(synthetic.__file__).parent
+    generator = b"".join(path.read_bytes() for path in sorted(folder.glob("*synthetic*.py")))
     fingerprint = {**params, "generator_sha256": hashlib.sha256(generator).hexdigest()}
     manifest = workdir / "corpus.json"
     reuse = corpus.is_dir() and manifest.exists() and not args.regenerate

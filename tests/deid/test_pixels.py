@@ -35,14 +35,16 @@ from pydicom.uid import (
 )
 
 from biobank.deid.models import Option, PixelAction, PixelRecord, Profile
-from biobank.deid.pixels import (
+from biobank.deid.ocr import (
     RapidOcrTextDetector,
     TesseractTextDetector,
     TextDetector,
+    default_text_detector,
+)
+from biobank.deid.pixels import (
     apply_pixel_policy,
     clean_pixel_data,
     decide_pixel_policy,
-    default_text_detector,
     zero_unused_high_bits,
 )
 from biobank.errors import DeidentificationError, QuarantineRequired
