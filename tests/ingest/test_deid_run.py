@@ -215,3 +215,13 @@ def test_logs_carry_no_phi(
     text = caplog.text.upper()
     for value in {v for phi in patients for v in phi.values() if len(v) >= 4}:
         assert value.upper() not in text
+
+
+def test_report_is_valid_json_even_when_empty(key: tuple[SiteKey, Path], tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    report = run(empty, tmp_path / "out", key, jobs=1)
+    path = tmp_path / "report.json"
+    write_report(report, path)
+    document = json.loads(path.read_text())
+    assert document["items"] == [] and document["summary"]["inputs"] == 0

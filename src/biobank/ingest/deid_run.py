@@ -408,9 +408,18 @@ def _run_pool(
 
 
 def write_report(report: DeidRunReport, path: Path) -> None:
-    """Write the JSON report atomically."""
+    """Write the JSON report atomically: the header indented, then one item per line.
+
+    (``json.dumps(indent=...)`` runs the pure-Python encoder, about ten times slower than the
+    C encoder used for each compact item; on 2,000 inputs that was a second.)
+    """
+    document = report.to_json()
+    items = document.pop("items")
+    head = json.dumps(document, indent=2, ensure_ascii=False)
+    lines = ",\n    ".join(json.dumps(item, ensure_ascii=False) for item in items)
+    text = head[:-2] + ',\n  "items": [\n    ' + lines + "\n  ]\n}\n"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n", "utf-8")
+    tmp.write_text(text, "utf-8")
     os.replace(tmp, path)
 
 
