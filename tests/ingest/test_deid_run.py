@@ -225,3 +225,47 @@ def test_report_is_valid_json_even_when_empty(key: tuple[SiteKey, Path], tmp_pat
     write_report(report, path)
     document = json.loads(path.read_text())
     assert document["items"] == [] and document["summary"]["inputs"] == 0
+
+
+@pytest.mark.slow
+def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    src = tmp_path / "src"
+    src.mkdir()
+    count = 0
+    for index in range(4):
+        phi = make_patient_phi(index, seed=9)
+        for ds in make_ct_series(phi, 100, rows=64, cols=64) + make_mr_series(
+            phi, 100, rows=64, cols=64
+        ):
+            ds.save_as(src / f"{count:05d}.dcm", enforce_file_format=True)
+            count += 1
+    exe = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "biobank"
+    key = tmp_path / "site.key"
+    subprocess.run([str(exe), "keygen", str(key)], check=True, capture_output=True)
+    out = tmp_path / "out"
+    command = [str(exe), "deid", str(src), "--out", str(out), "-k", str(key), "-j", "2", "--json"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(out.rglob("*.dcm"))) < 20:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed; enlarge the corpus"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # Some output exists, none of it partial, nothing temporary left behind.
+    written = list(out.rglob("*"))
+    files = [p for p in written if p.is_file()]
+    assert 20 <= len(files) < count
+    assert not [p for p in written if p.name.endswith(".tmp")]
+    for path in files:
+        dcmread(path).PixelData  # noqa: B018 - parses to the end: not truncated
+    # A re-run finishes the job: every input accounted for, each output exactly once.
+    rerun = subprocess.run(command, capture_output=True, text=True, check=True)
+    summary = json.loads(rerun.stdout)["summary"]
+    assert summary["inputs"] == count
+    assert summary["written"] + summary["duplicate"] == count
+    assert summary["duplicate"] >= len(files)
+    assert len(list(out.rglob("*.dcm"))) == count

@@ -40,6 +40,7 @@ from biobank.store.keyring import PseudonymMap, pseudonym_map_path
 logger = logging.getLogger(__name__)
 
 CHUNK_FILES = 16
+MAP_BATCH = 256
 
 
 @dataclass
@@ -324,23 +325,30 @@ def run_deid(
         profile=profile, key_id=key.key_id, out_dir=out_dir, jobs=jobs, started=time.time()
     )
     identities: list[PatientIdentity] = []
+    pmap = PseudonymMap(map_path, key)
 
     def collect(result: ItemResult, identity: PatientIdentity | None) -> None:
         report.items.append(result)
         if identity is not None:
             identities.append(identity)
+            if len(identities) >= MAP_BATCH:
+                # In batches as results arrive: a run killed midway leaves in the map the
+                # pseudonym of every output it wrote, not only those of a finished run.
+                report.new_pseudonyms += pmap.record(identities)
+                identities.clear()
         if progress is not None:
             progress(result)
 
-    if jobs == 1 or len(files) <= 2:
-        _init_worker(key.secret, profile, str(out_dir))
-        for path, source in files:
-            collect(*_process_file(path, source))
-    else:
-        _run_pool(files, jobs, key, profile, out_dir, collect)
-
-    with PseudonymMap(map_path, key) as pmap:
-        report.new_pseudonyms = pmap.record(identities)
+    try:
+        if jobs == 1 or len(files) <= 2:
+            _init_worker(key.secret, profile, str(out_dir))
+            for path, source in files:
+                collect(*_process_file(path, source))
+        else:
+            _run_pool(files, jobs, key, profile, out_dir, collect)
+        report.new_pseudonyms += pmap.record(identities)
+    finally:
+        pmap.close()
     os.sync()  # outputs on disk before the report says so
     report.items.sort(key=lambda i: i.source_path)
     report.finished = time.time()
