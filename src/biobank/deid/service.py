@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydicom import Dataset, Sequence
-from pydicom.datadict import dictionary_is_retired, dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_is_retired, keyword_for_tag
 from pydicom.dataelem import DataElement, RawDataElement
 
 from biobank.deid import pixels
@@ -66,6 +66,7 @@ from biobank.deid.text import TextCleaner, identifying_words
 from biobank.deid.verify import residual_phi
 from biobank.dicom.io import encode_dataset, fast_path, read_dataset
 from biobank.dicom.values import (
+    element_vr,
     elements,
     encodings_of,
     read_strings,
@@ -490,7 +491,7 @@ def _process_dataset(ds: Dataset, ctx: Context, mode: int) -> None:
                 kept_blocks.add(block)
             continue
         elem = elems[key]
-        vr = _element_vr(elem, tag)
+        vr = element_vr(elem, tag)
         decision = decisions.get((tag, vr, mode))
         if decision is None:
             decision = decisions[(tag, vr, mode)] = _decide(tag, vr, mode, ctx)
@@ -531,17 +532,6 @@ def _process_dataset(ds: Dataset, ctx: Context, mode: int) -> None:
     for block, creator_tag in private_creators.items():
         if block not in kept_blocks:
             del elems[creator_tag]
-
-
-def _element_vr(elem: Any, tag: int) -> str:
-    vr = elem.VR
-    if vr is None or vr == "UN":
-        try:
-            vr = dictionary_VR(tag)
-        except KeyError:
-            return "UN"
-    text = str(vr)
-    return text.split(" or ")[0] if " or " in text else text
 
 
 def _process_private(

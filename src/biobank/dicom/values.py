@@ -51,7 +51,12 @@ def encodings_of(ds: Dataset, inherited: list[str] | None = None) -> list[str]:
 
 def vr_of(ds: Dataset, tag: int) -> str:
     """The element's VR: as encoded (explicit VR), else from the dictionary; ``UN`` if unknown."""
-    vr = elements(ds)[tag].VR
+    return element_vr(elements(ds)[tag], tag)
+
+
+def element_vr(elem: Any, tag: int) -> str:
+    """The VR of ``elem`` (raw or decoded) with tag ``tag``; see :func:`vr_of`."""
+    vr = elem.VR
     if vr is None or vr == "UN":
         if tag >> 16 & 1:
             return "UN"
@@ -156,6 +161,7 @@ def store_raw(ds: Dataset, tag: int, vr: str, data: bytes) -> None:
 __all__ = [
     "SINGLE_VALUE_VRS",
     "TEXT_VRS",
+    "element_vr",
     "elements",
     "encodings_of",
     "read_int",
