@@ -269,3 +269,18 @@ def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path: Path)
     assert summary["written"] + summary["duplicate"] == count
     assert summary["duplicate"] >= len(files)
     assert len(list(out.rglob("*.dcm"))) == count
+
+
+def test_output_folder_inside_the_source_is_not_taken_as_input(
+    key: tuple[SiteKey, Path], tmp_path: Path
+) -> None:
+    src = tmp_path / "export"
+    src.mkdir()
+    for n, ds in enumerate(make_ct_series(make_patient_phi(1), 3, rows=16, cols=16)):
+        ds.save_as(src / f"{n}.dcm", enforce_file_format=True)
+    out = src / "deid"
+    first = run(src, out, key, jobs=1)
+    second = run(src, out, key, jobs=1)
+    assert first.counts()["written"] == 3
+    assert len(second.items) == 3 and second.counts()["duplicate"] == 3
+    assert len(list(out.rglob("*.dcm"))) == 3

@@ -128,15 +128,22 @@ def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
-def iter_source_files(sources: Iterable[Path]) -> Iterator[tuple[Path, str]]:
+def iter_source_files(
+    sources: Iterable[Path], exclude: Path | None = None
+) -> Iterator[tuple[Path, str]]:
     """Yield (file path, source_path for the report) for every file under ``sources``.
 
     Folders are walked recursively in a stable order. Symbolic links to folders are not
-    followed (no loops); every regular file is an item, so nothing is skipped unseen.
+    followed (no loops); every regular file is an item, so nothing is skipped unseen — except
+    the folder ``exclude`` (the run's own output folder, when it lies inside a source: its
+    files are results, and taking them as inputs would de-identify them again).
     """
+    skip = exclude.resolve() if exclude is not None else None
     for source in sources:
         if source.is_dir():
             for root, dirs, files in os.walk(source):
+                if skip is not None:
+                    dirs[:] = [d for d in dirs if (Path(root) / d).resolve() != skip]
                 dirs.sort()
                 for name in sorted(files):
                     path = Path(root) / name
@@ -318,7 +325,7 @@ def run_deid(
             "the key and its pseudonym map must not live inside the output folder; "
             "choose another --out"
         )
-    files = [(str(p), s) for p, s in iter_source_files(sources)]
+    files = [(str(p), s) for p, s in iter_source_files(sources, exclude=out_dir)]
     jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = DeidRunReport(
