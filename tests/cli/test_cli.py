@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,41 @@ def test_console_script_runs(tmp_path: Path, sample: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "out").rglob("*.dcm"))) == 2
+
+
+def test_pydicom_messages_quoting_values_never_reach_the_terminal(tmp_path: Path) -> None:
+    # pydicom warns and logs with the offending value ("Invalid value for VR DA: '...'");
+    # a value from a hospital header is PHI until de-identified.
+    src = tmp_path / "in"
+    src.mkdir()
+    ds = make_ct_series(make_patient_phi(4), 1, rows=16, cols=16)[0]
+    ds.add_new(0x00091010, "LO", "x")  # keep one private block
+    marker = "QZLEAK19770101"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.add_new(0x00080020, "DA", marker)  # invalid StudyDate carrying the marker
+        ds.save_as(src / "bad.dcm", enforce_file_format=True)
+    exe = shutil.which("biobank", path=str(Path(__file__).resolve().parents[2] / ".venv" / "bin"))
+    assert exe is not None
+    key = tmp_path / "site.key"
+    subprocess.run([exe, "keygen", str(key)], check=True, capture_output=True)
+    for jobs in ("1", "2"):
+        proc = subprocess.run(
+            [
+                exe,
+                "-v",
+                "deid",
+                str(src),
+                "--out",
+                str(tmp_path / f"o{jobs}"),
+                "-k",
+                str(key),
+                "-j",
+                jobs,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert marker not in proc.stdout and marker not in proc.stderr

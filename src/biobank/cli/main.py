@@ -30,6 +30,7 @@ from biobank.deid import (
     builtin_profile_names,
     parse_profile,
 )
+from biobank.dicom.io import quiet_pydicom
 from biobank.errors import BiobankError, InvalidProfile
 from biobank.ingest.deid_run import ItemResult, run_deid, write_report
 from biobank.store.keyring import (
@@ -75,6 +76,7 @@ def _root(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    quiet_pydicom()  # its messages quote header values (PHI); ours name the problem instead
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

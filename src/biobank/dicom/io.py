@@ -10,7 +10,9 @@ everything else through pydicom's own element writer; its output is byte for byt
 from __future__ import annotations
 
 import io
+import logging
 import struct
+import warnings
 from typing import Any
 
 from pydicom import Dataset, dcmread, dcmwrite
@@ -195,4 +197,16 @@ def as_raw(ds: Dataset, key: int, elem: Any, encodings: list[str]) -> RawDataEle
     return RawDataElement(BaseTag(key), elem.VR, len(value), value, 0, False, True)
 
 
-__all__ = ["as_raw", "encode_dataset", "fast_path", "read_dataset"]
+def quiet_pydicom() -> None:
+    """Silence pydicom's warnings and log records, for entry points that handle PHI.
+
+    pydicom quotes the offending value in many of them ("Invalid value for VR DA: '…'"), and
+    a value read from a hospital's header is PHI until de-identified. The engine's own
+    messages say what is wrong and where, without the value. Entry points (the CLI, the
+    service) call this once; library code never configures logging by itself.
+    """
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL + 1)
+    warnings.filterwarnings("ignore", module="pydicom")
+
+
+__all__ = ["as_raw", "encode_dataset", "fast_path", "quiet_pydicom", "read_dataset"]
