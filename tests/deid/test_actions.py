@@ -314,3 +314,24 @@ class TestProfiles:
         assert (
             deid(make_ct() if False else ds, allowing, pseudonymizer).dataset[0x00181240].value == 4
         )
+
+
+@pytest.mark.parametrize(
+    ("keyword", "vr", "value"),
+    [
+        ("PatientBirthDateInAlternativeCalendar", "LO", "1340-07-21"),
+        ("FilenameInContainer", "UR", "DOEBERG_JOHANNA_MRN7734521.dcm"),
+        ("ContactDisplayName", "LO", "Doeberg Johanna"),
+        ("ContactURI", "UR", "mailto:johanna.doeberg@example.org"),
+        ("OwnerID", "SH", "JDOEBERG"),
+        ("BoardingPassID", "SH", "BP7734521"),
+    ],
+)
+def test_identifying_attributes_missing_from_the_table_are_removed(
+    keyword: str, vr: str, value: str, research: Profile, pseudonymizer: Pseudonymizer
+) -> None:
+    ds = make_ct()
+    setattr(ds, keyword, value)
+    result = deid(ds, research, pseudonymizer)
+    assert keyword not in result.dataset
+    assert value.encode() not in result.data

@@ -146,6 +146,34 @@ _STUDY_UID = 0x0020000D
 _SERIES_UID = 0x0020000E
 _PIXEL_DATA = 0x7FE00010
 
+#: Identifying attributes that Table E.1-1 (2024b and the later rows we have) does not list and
+#: whose VR would let the allow-list keep them (LO/SH/UR text, not person names or free text,
+#: which are handled by VR): dates written as text, contacts, file names, network addresses,
+#: owners, and the DICOS traveller identifiers. Removed unless a profile's allow_tags names them.
+IDENTIFYING_NOT_IN_TABLE = frozenset(
+    {
+        0x00100033,  # Patient's Birth Date in Alternative Calendar (LO)
+        0x00100034,  # Patient's Death Date in Alternative Calendar (LO)
+        0x0008040B,  # Filename in Container (UR)
+        0x00181803,  # NTP Source Address (LO)
+        0x00380016,  # Route of Admissions (LO)
+        0x0074100A,  # Contact URI (UR)
+        0x0074100C,  # Contact Display Name (LO)
+        0x21000160,  # Owner ID (SH)
+        0x40101007,  # Route Segment ID
+        0x4010101A,  # Boarding Pass ID
+        0x4010101E,  # Route Segment Start Location ID
+        0x4010101F,  # Route Segment End Location ID
+        0x4010102A,  # Assigned Location
+        0x40101051,  # Itinerary ID
+        0x40101053,  # Itinerary ID Assigning Authority
+        0x40101054,  # Route ID
+        0x40101055,  # Route ID Assigning Authority
+        0x40101058,  # Carrier ID
+        0x40101078,  # PTO Location Description
+    }
+)
+
 #: Top-level attributes whose values are identifying: they seed the text cleaner and the
 #: residual-PHI check. (Others are found during the walk: every PN value, for instance.)
 _IDENTIFYING_TAGS = (
@@ -435,6 +463,8 @@ def _decide(tag: int, vr: str, mode: int, ctx: Context) -> str:
         return "X"
     if tag in ctx.profile.allow_tags:
         return "walk" if vr == "SQ" else "keep"
+    if tag in IDENTIFYING_NOT_IN_TABLE:
+        return "X"
     action = ctx.rules.action_for(tag)
     if action is not None:
         if action in COMPOSITE_CODES:
