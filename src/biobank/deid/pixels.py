@@ -241,18 +241,6 @@ def _looks_like_capture(ds: Dataset, image_type: list[str]) -> bool:
     return any(hint in text for text in texts for hint in _CAPTURE_HINTS)
 
 
-def _upper_values(value: object) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, str | bytes):
-        items: list[object] = [value]
-    elif isinstance(value, Iterable):
-        items = list(value)
-    else:
-        items = [value]
-    return [str(item).strip().upper() for item in items]
-
-
 def _flag(ds: Dataset, keyword: str) -> str:
     return _first(ds, keyword).upper()
 
