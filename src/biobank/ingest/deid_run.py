@@ -12,9 +12,7 @@ of its chunk is retried one by one.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import datetime as dt
-import errno
 import json
 import logging
 import os
@@ -35,6 +33,7 @@ from biobank.deid import (
     table_edition,
 )
 from biobank.errors import BiobankError, InvalidDicom, InvalidInput, QuarantineRequired
+from biobank.store.atomic import create_once
 from biobank.store.keyring import PseudonymMap, pseudonym_map_path
 
 logger = logging.getLogger(__name__)
@@ -221,9 +220,8 @@ def _process_file(path: str, source_path: str) -> tuple[ItemResult, PatientIdent
 def _write_output(out_dir: Path, relative: str, data: bytes) -> tuple[Outcome, str]:
     """Write ``data`` at ``relative`` atomically; never overwrite different content.
 
-    The file is written unnamed (Linux ``O_TMPFILE``) and linked into place only when
-    complete: a killed run leaves no partial file and no temporary name behind, and the link
-    fails if the target exists. Elsewhere a temporary name and ``link`` do the same.
+    :func:`biobank.store.atomic.create_once`: a killed run leaves no partial file and no
+    temporary name behind, and an existing file is never replaced.
     """
     target = out_dir / relative
     folder = target.parent
@@ -231,64 +229,15 @@ def _write_output(out_dir: Path, relative: str, data: bytes) -> tuple[Outcome, s
     if folder not in made:
         folder.mkdir(parents=True, exist_ok=True)
         made.add(folder)
-    try:
-        if _O_TMPFILE and _worker.get("tmpfile", True):
-            try:
-                _link_unnamed(folder, target, data)
-            except OSError as exc:
-                if exc.errno not in (
-                    errno.EOPNOTSUPP,
-                    errno.EISDIR,
-                    errno.EINVAL,
-                    errno.EXDEV,
-                    errno.ENOENT,
-                ):
-                    raise
-                _worker["tmpfile"] = False  # this file system cannot: use a temporary name
-                _link_named(folder, target, data)
-        else:
-            _link_named(folder, target, data)
-    except FileExistsError:
-        existing = target.read_bytes()
-        if existing == data:
-            return Outcome.DUPLICATE, "the same instance was already written from another input"
-        return (
-            Outcome.REJECTED,
-            "another input with the same SOP Instance UID but different content was already "
-            "written; the two exports disagree — check which one is right",
-        )
-    return Outcome.WRITTEN, ""
-
-
-_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
-
-
-def _link_unnamed(folder: Path, target: Path, data: bytes) -> None:
-    fd = os.open(folder, _O_TMPFILE | os.O_WRONLY, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        # With a dir fd CPython calls linkat(..., AT_SYMLINK_FOLLOW), which links the open
-        # file itself; plain link() would try to link the /proc symlink. Both paths are
-        # absolute, so the fd of "/" only selects the system call.
-        root = _worker.get("root_fd")
-        if root is None:
-            root = _worker["root_fd"] = os.open("/", os.O_RDONLY)
-        os.link(f"/proc/self/fd/{fd}", str(target.absolute()), src_dir_fd=root)
-    finally:
-        os.close(fd)
-
-
-def _link_named(folder: Path, target: Path, data: bytes) -> None:
-    tmp = folder / f".{target.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.link(tmp, target)  # atomic: fails if the target exists
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    if create_once(target, (data,)):
+        return Outcome.WRITTEN, ""
+    if target.read_bytes() == data:
+        return Outcome.DUPLICATE, "the same instance was already written from another input"
+    return (
+        Outcome.REJECTED,
+        "another input with the same SOP Instance UID but different content was already "
+        "written; the two exports disagree — check which one is right",
+    )
 
 
 def _process_chunk(
