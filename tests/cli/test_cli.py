@@ -197,3 +197,34 @@ def test_pydicom_messages_quoting_values_never_reach_the_terminal(tmp_path: Path
         )
         assert proc.returncode == 0, proc.stderr
         assert marker not in proc.stdout and marker not in proc.stderr
+
+
+def test_project_profile_file(tmp_path: Path, sample: Path) -> None:
+    profile = tmp_path / "my-project.yaml"
+    profile.write_text(
+        "name: my-project\n"
+        "options: [retain_longitudinal_full_dates, retain_patient_characteristics]\n"
+    )
+    key = tmp_path / "site.key"
+    runner.invoke(app, ["keygen", str(key)])
+    report = tmp_path / "r.json"
+    result = runner.invoke(
+        app,
+        ["deid", str(sample), "-o", str(tmp_path / "o"), "-k", str(key), "--profile", str(profile),
+         "--report", str(report), "-j", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads(report.read_text())
+    assert document["profile"] == "my-project"
+    written = next(i for i in document["items"] if i["outcome"] == "written")
+    assert "113106" in written["record"]["method_codes"]  # Full Dates
+    assert "113105" not in written["record"]["method_codes"]  # no Clean Descriptors
+    shown = runner.invoke(app, ["profile", "show", str(profile)])
+    assert "113106" in shown.output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\noptions: [retain_everything]\n")
+    result = runner.invoke(
+        app,
+        ["deid", str(sample), "-o", str(tmp_path / "o2"), "-k", str(key), "--profile", str(broken)],
+    )
+    assert result.exit_code != 0 and "unknown option" in result.output
