@@ -115,7 +115,10 @@ def keygen(
 @app.command()
 def deid(
     sources: Annotated[
-        list[Path], typer.Argument(help="DICOM files or folders (searched recursively).")
+        list[Path],
+        typer.Argument(
+            help="DICOM files, folders (searched recursively) and .zip/.tar/.tar.gz archives."
+        ),
     ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     key_file: Annotated[Path, typer.Option("--key-file", "-k", help="The site key file.")],

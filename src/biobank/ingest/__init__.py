@@ -1,11 +1,14 @@
-"""Ingest: sources, the file-level de-identification runner, and (next) the node pipeline."""
+"""Ingest: sources (files, folders, archives), the de-identification runner, the pipeline."""
 
-from biobank.ingest.deid_run import (
-    DeidRunReport,
-    ItemResult,
-    iter_source_files,
-    run_deid,
-    write_report,
-)
+from biobank.ingest.deid_run import DeidRunReport, ItemResult, run_deid, write_report
+from biobank.ingest.sources import Limits, SourceItem, iter_items
 
-__all__ = ["DeidRunReport", "ItemResult", "iter_source_files", "run_deid", "write_report"]
+__all__ = [
+    "DeidRunReport",
+    "ItemResult",
+    "Limits",
+    "SourceItem",
+    "iter_items",
+    "run_deid",
+    "write_report",
+]

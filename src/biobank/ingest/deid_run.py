@@ -33,12 +33,14 @@ from biobank.deid import (
     table_edition,
 )
 from biobank.errors import BiobankError, InvalidDicom, InvalidInput, QuarantineRequired
+from biobank.ingest.sources import SourceItem, iter_items
 from biobank.store.atomic import create_once
 from biobank.store.keyring import PseudonymMap, pseudonym_map_path
 
 logger = logging.getLogger(__name__)
 
 CHUNK_FILES = 16
+CHUNK_BYTES = 64 << 20
 MAP_BATCH = 256
 
 
@@ -127,30 +129,6 @@ def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
-def iter_source_files(
-    sources: Iterable[Path], exclude: Path | None = None
-) -> Iterator[tuple[Path, str]]:
-    """Yield (file path, source_path for the report) for every file under ``sources``.
-
-    Folders are walked recursively in a stable order. Symbolic links to folders are not
-    followed (no loops); every regular file is an item, so nothing is skipped unseen — except
-    the folder ``exclude`` (the run's own output folder, when it lies inside a source: its
-    files are results, and taking them as inputs would de-identify them again).
-    """
-    skip = exclude.resolve() if exclude is not None else None
-    for source in sources:
-        if source.is_dir():
-            for root, dirs, files in os.walk(source):
-                if skip is not None:
-                    dirs[:] = [d for d in dirs if (Path(root) / d).resolve() != skip]
-                dirs.sort()
-                for name in sorted(files):
-                    path = Path(root) / name
-                    yield path, str(path)
-        else:
-            yield source, str(source)
-
-
 # --- worker side --------------------------------------------------------------------------
 
 _worker: dict[str, Any] = {}
@@ -163,11 +141,13 @@ def _init_worker(secret: bytes, profile: Profile, out_dir: str) -> None:
     _worker["made_dirs"] = set()
 
 
-def _process_file(path: str, source_path: str) -> tuple[ItemResult, PatientIdentity | None]:
-    """De-identify one file and write its output; never raises for a bad input."""
+def _process_item(item: SourceItem) -> tuple[ItemResult, PatientIdentity | None]:
+    """De-identify one input and write its output; never raises for a bad input."""
+    source_path = item.source_path
+    if item.problem is not None:
+        return ItemResult(source_path, Outcome.REJECTED, item.problem), None
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = item.read()
     except OSError as exc:
         return (
             ItemResult(
@@ -240,10 +220,22 @@ def _write_output(out_dir: Path, relative: str, data: bytes) -> tuple[Outcome, s
     )
 
 
-def _process_chunk(
-    chunk: list[tuple[str, str]],
-) -> list[tuple[ItemResult, PatientIdentity | None]]:
-    return [_process_file(path, source) for path, source in chunk]
+def _process_chunk(chunk: list[SourceItem]) -> list[tuple[ItemResult, PatientIdentity | None]]:
+    return [_process_item(item) for item in chunk]
+
+
+def _chunks(items: Iterator[SourceItem]) -> Iterator[list[SourceItem]]:
+    """Group items for the workers: at most CHUNK_FILES items or CHUNK_BYTES of held data."""
+    chunk: list[SourceItem] = []
+    held = 0
+    for item in items:
+        chunk.append(item)
+        held += len(item.data) if item.data is not None else 0
+        if len(chunk) >= CHUNK_FILES or held >= CHUNK_BYTES:
+            yield chunk
+            chunk, held = [], 0
+    if chunk:
+        yield chunk
 
 
 # --- parent side --------------------------------------------------------------------------
@@ -274,7 +266,7 @@ def run_deid(
             "the key and its pseudonym map must not live inside the output folder; "
             "choose another --out"
         )
-    files = [(str(p), s) for p, s in iter_source_files(sources, exclude=out_dir)]
+    items = iter_items(sources, exclude=out_dir)
     jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = DeidRunReport(
@@ -296,12 +288,12 @@ def run_deid(
             progress(result)
 
     try:
-        if jobs == 1 or len(files) <= 2:
+        if jobs == 1:
             _init_worker(key.secret, profile, str(out_dir))
-            for path, source in files:
-                collect(*_process_file(path, source))
+            for item in items:
+                collect(*_process_item(item))
         else:
-            _run_pool(files, jobs, key, profile, out_dir, collect)
+            _run_pool(items, jobs, key, profile, out_dir, collect)
         report.new_pseudonyms += pmap.record(identities)
     finally:
         pmap.close()
@@ -312,63 +304,91 @@ def run_deid(
 
 
 def _run_pool(
-    files: list[tuple[str, str]],
+    items: Iterator[SourceItem],
     jobs: int,
     key: SiteKey,
     profile: Profile,
     out_dir: Path,
     collect: Callable[[ItemResult, PatientIdentity | None], None],
 ) -> None:
-    """Run chunks on a pool of worker processes.
+    """Run the items on a pool of worker processes, reading the item stream lazily.
 
-    When a worker dies, every unfinished chunk is retried file by file; a file is blamed only
-    when it kills a worker it has to itself (last round, one file per pool).
+    At most ``jobs * 4`` chunks are in flight, so archive members are not all held in memory.
+    When a worker dies (a decoder crash), the pool is lost with every chunk in flight: those
+    items are then run one per fresh process, so only the item that kills its own process is
+    blamed; the rest of the stream goes on in a new pool.
     """
-    chunk_size = max(1, min(CHUNK_FILES, len(files) // (jobs * 4) or 1))
-    pending: list[list[tuple[str, str]]] = [
-        files[i : i + chunk_size] for i in range(0, len(files), chunk_size)
-    ]
-    isolated: list[tuple[str, str]] = []
-    for round_no in range(2):
-        if not pending:
-            break
-        retry: list[list[tuple[str, str]]] = []
-        with cf.ProcessPoolExecutor(
-            max_workers=jobs,
-            initializer=_init_worker,
-            initargs=(key.secret, profile, str(out_dir)),
-        ) as pool:
-            futures = {pool.submit(_process_chunk, chunk): chunk for chunk in pending}
-            for future in cf.as_completed(futures):
-                chunk = futures[future]
+    stream: Iterator[list[SourceItem]] | None = _chunks(items)
+    while stream is not None:
+        suspects, stream = _pool_round(stream, jobs, key, profile, out_dir, collect)
+        for item in suspects:
+            with cf.ProcessPoolExecutor(
+                max_workers=1,
+                initializer=_init_worker,
+                initargs=(key.secret, profile, str(out_dir)),
+            ) as pool:
+                try:
+                    result, identity = pool.submit(_process_chunk, [item]).result()[0]
+                except cf.process.BrokenProcessPool:
+                    result, identity = (
+                        ItemResult(
+                            item.source_path,
+                            Outcome.REJECTED,
+                            "the worker process died while reading this file (a decoder "
+                            "crash); the file is probably corrupt",
+                        ),
+                        None,
+                    )
+            collect(result, identity)
+
+
+def _pool_round(
+    stream: Iterator[list[SourceItem]],
+    jobs: int,
+    key: SiteKey,
+    profile: Profile,
+    out_dir: Path,
+    collect: Callable[[ItemResult, PatientIdentity | None], None],
+) -> tuple[list[SourceItem], Iterator[list[SourceItem]] | None]:
+    """Process chunks until the stream ends or the pool breaks.
+
+    Returns the items of the chunks lost with a broken pool, and the rest of the stream
+    (None when it was consumed).
+    """
+    suspects: list[SourceItem] = []
+    broken = False
+    exhausted = False
+    with cf.ProcessPoolExecutor(
+        max_workers=jobs, initializer=_init_worker, initargs=(key.secret, profile, str(out_dir))
+    ) as pool:
+        in_flight: dict[
+            cf.Future[list[tuple[ItemResult, PatientIdentity | None]]], list[SourceItem]
+        ] = {}
+        while True:
+            while not broken and not exhausted and len(in_flight) < jobs * 4:
+                chunk = next(stream, None)
+                if chunk is None:
+                    exhausted = True
+                    break
+                try:
+                    in_flight[pool.submit(_process_chunk, chunk)] = chunk
+                except cf.process.BrokenProcessPool:
+                    broken = True
+                    suspects.extend(chunk)
+            if not in_flight:
+                break
+            done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                chunk = in_flight.pop(future)
                 try:
                     results = future.result()
                 except cf.process.BrokenProcessPool:
-                    if round_no == 0:
-                        retry.extend([item] for item in chunk)
-                    else:
-                        isolated.extend(chunk)
+                    broken = True
+                    suspects.extend(chunk)
                     continue
                 for result, identity in results:
                     collect(result, identity)
-        pending = retry
-    for path, source in isolated:
-        with cf.ProcessPoolExecutor(
-            max_workers=1, initializer=_init_worker, initargs=(key.secret, profile, str(out_dir))
-        ) as pool:
-            try:
-                result, identity = pool.submit(_process_file, path, source).result()
-            except cf.process.BrokenProcessPool:
-                result, identity = (
-                    ItemResult(
-                        source,
-                        Outcome.REJECTED,
-                        "the worker process died while reading this file (a decoder crash); "
-                        "the file is probably corrupt",
-                    ),
-                    None,
-                )
-        collect(result, identity)
+    return suspects, None if exhausted else stream
 
 
 def write_report(report: DeidRunReport, path: Path) -> None:
@@ -387,4 +407,4 @@ def write_report(report: DeidRunReport, path: Path) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ["DeidRunReport", "ItemResult", "iter_source_files", "run_deid", "write_report"]
+__all__ = ["DeidRunReport", "ItemResult", "run_deid", "write_report"]
