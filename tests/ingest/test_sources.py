@@ -103,3 +103,13 @@ def test_output_folder_inside_a_source_is_skipped(tmp_path: Path) -> None:
     (tmp_path / "out" / "result.dcm").write_bytes(b"y")
     items = list(iter_items([tmp_path], exclude=tmp_path / "out"))
     assert [Path(i.source_path).name for i in items] == ["in.dcm"]
+
+
+def test_archive_total_limit_stops_reading(tmp_path: Path) -> None:
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for n in range(5):
+            z.writestr(f"{n}.dcm", os.urandom(1000))
+    items = _items(archive, limits=Limits(max_archive_bytes=2500))
+    assert [i.problem is None for i in items] == [True, True, False]
+    assert items[-1].problem is not None and "total size" in items[-1].problem

@@ -164,16 +164,10 @@ def _zip_items(path: Path, limits: Limits) -> Iterator[SourceItem]:
                     path, name, f"member cannot be read ({exc.__class__.__name__}); re-create it"
                 )
                 continue
-            if data is None:
-                yield _problem(path, name, _too_large(limits.max_member_bytes + 1, limits))
-                continue
-            total += len(data)
+            item, total = _member(path, name, data, total, limits)
+            yield item
             if total > limits.max_archive_bytes:
-                yield _problem(
-                    path, name, "the archive's members exceed the total size limit; split it"
-                )
                 return
-            yield SourceItem(f"{path}!{name}", data=data)
 
 
 def _tar_items(path: Path, limits: Limits) -> Iterator[SourceItem]:
@@ -213,22 +207,34 @@ def _tar_items(path: Path, limits: Limits) -> Iterator[SourceItem]:
                     yield _problem(path, name, "member has no content; not read")
                     continue
                 data = _read_bounded(stream, limits.max_member_bytes)
-                if data is None:
-                    yield _problem(path, name, _too_large(limits.max_member_bytes + 1, limits))
-                    continue
-                total += len(data)
+                item, total = _member(path, name, data, total, limits)
+                yield item
                 if total > limits.max_archive_bytes:
-                    yield _problem(
-                        path, name, "the archive's members exceed the total size limit; split it"
-                    )
                     return
-                yield SourceItem(f"{path}!{name}", data=data)
         except (tarfile.TarError, OSError, EOFError) as exc:
             yield SourceItem(
                 f"{path}!",
                 problem=f"the archive is corrupt after {count} member(s) "
                 f"({exc.__class__.__name__}); the members before were read — re-create it",
             )
+
+
+def _member(
+    archive: Path, name: str, data: bytes | None, total: int, limits: Limits
+) -> tuple[SourceItem, int]:
+    """The item for a member read with :func:`_read_bounded`, and the archive's new total.
+
+    A total over the archive limit yields a problem item; the caller then stops reading.
+    """
+    if data is None:
+        return _problem(archive, name, _too_large(limits.max_member_bytes + 1, limits)), total
+    total += len(data)
+    if total > limits.max_archive_bytes:
+        return (
+            _problem(archive, name, "the archive's members exceed the total size limit; split it"),
+            total,
+        )
+    return SourceItem(f"{archive}!{name}", data=data), total
 
 
 def _read_bounded(stream: object, limit: int) -> bytes | None:
