@@ -14,6 +14,7 @@ from pydicom import dcmread
 
 from biobank.deid import Outcome, Profile, SiteKey, builtin_profile
 from biobank.dicom.synthetic import PlantedPHI, make_ct_series, make_mr_series, make_patient_phi
+from biobank.ingest import pool
 from biobank.ingest.deid_run import DeidRunReport, run_deid, write_report
 from biobank.store.keyring import PseudonymMap, create_key_file, pseudonym_map_path
 from tests.conftest import testdata
@@ -304,7 +305,7 @@ def test_a_worker_crash_costs_only_the_item_that_caused_it(
         return original(item)
 
     monkeypatch.setattr(deid_run, "_process_item", process)  # inherited by forked workers
-    monkeypatch.setattr(deid_run, "CHUNK_FILES", 4)
+    monkeypatch.setattr(pool, "CHUNK_ITEMS", 4)
     report = run(src, tmp_path / "out", key, jobs=2)
     sources = sorted(i.source_path for i in report.items)
     assert sources == sorted(str(p) for p in src.iterdir())  # each input exactly once

@@ -11,13 +11,12 @@ of its chunk is retried one by one.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime as dt
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,14 +32,13 @@ from biobank.deid import (
     table_edition,
 )
 from biobank.errors import BiobankError, InvalidDicom, InvalidInput, QuarantineRequired
+from biobank.ingest.pool import run_items
 from biobank.ingest.sources import SourceItem, iter_items
 from biobank.store.atomic import create_once
 from biobank.store.keyring import PseudonymMap, pseudonym_map_path
 
 logger = logging.getLogger(__name__)
 
-CHUNK_FILES = 16
-CHUNK_BYTES = 64 << 20
 MAP_BATCH = 256
 
 
@@ -197,6 +195,19 @@ def _process_item(item: SourceItem) -> tuple[ItemResult, PatientIdentity | None]
     )
 
 
+def _run_item(item: SourceItem) -> tuple[ItemResult, PatientIdentity | None]:
+    # Looked up by name in the worker, so a test can replace _process_item (pickled by name).
+    return _process_item(item)
+
+
+def _crashed(item: SourceItem) -> tuple[ItemResult, PatientIdentity | None]:
+    reason = (
+        "the worker process died while reading this file (a decoder crash); the file is "
+        "probably corrupt"
+    )
+    return ItemResult(item.source_path, Outcome.REJECTED, reason), None
+
+
 def _write_output(out_dir: Path, relative: str, data: bytes) -> tuple[Outcome, str]:
     """Write ``data`` at ``relative`` atomically; never overwrite different content.
 
@@ -218,24 +229,6 @@ def _write_output(out_dir: Path, relative: str, data: bytes) -> tuple[Outcome, s
         "another input with the same SOP Instance UID but different content was already "
         "written; the two exports disagree — check which one is right",
     )
-
-
-def _process_chunk(chunk: list[SourceItem]) -> list[tuple[ItemResult, PatientIdentity | None]]:
-    return [_process_item(item) for item in chunk]
-
-
-def _chunks(items: Iterator[SourceItem]) -> Iterator[list[SourceItem]]:
-    """Group items for the workers: at most CHUNK_FILES items or CHUNK_BYTES of held data."""
-    chunk: list[SourceItem] = []
-    held = 0
-    for item in items:
-        chunk.append(item)
-        held += len(item.data) if item.data is not None else 0
-        if len(chunk) >= CHUNK_FILES or held >= CHUNK_BYTES:
-            yield chunk
-            chunk, held = [], 0
-    if chunk:
-        yield chunk
 
 
 # --- parent side --------------------------------------------------------------------------
@@ -288,12 +281,15 @@ def run_deid(
             progress(result)
 
     try:
-        if jobs == 1:
-            _init_worker(key.secret, profile, str(out_dir))
-            for item in items:
-                collect(*_process_item(item))
-        else:
-            _run_pool(items, jobs, key, profile, out_dir, collect)
+        run_items(
+            items,
+            jobs=jobs,
+            initializer=_init_worker,
+            initargs=(key.secret, profile, str(out_dir)),
+            process_item=_run_item,
+            collect=lambda pair: collect(*pair),
+            on_crash=_crashed,
+        )
         report.new_pseudonyms += pmap.record(identities)
     finally:
         pmap.close()
@@ -301,94 +297,6 @@ def run_deid(
     report.items.sort(key=lambda i: i.source_path)
     report.finished = time.time()
     return report
-
-
-def _run_pool(
-    items: Iterator[SourceItem],
-    jobs: int,
-    key: SiteKey,
-    profile: Profile,
-    out_dir: Path,
-    collect: Callable[[ItemResult, PatientIdentity | None], None],
-) -> None:
-    """Run the items on a pool of worker processes, reading the item stream lazily.
-
-    At most ``jobs * 4`` chunks are in flight, so archive members are not all held in memory.
-    When a worker dies (a decoder crash), the pool is lost with every chunk in flight: those
-    items are then run one per fresh process, so only the item that kills its own process is
-    blamed; the rest of the stream goes on in a new pool.
-    """
-    stream: Iterator[list[SourceItem]] | None = _chunks(items)
-    while stream is not None:
-        suspects, stream = _pool_round(stream, jobs, key, profile, out_dir, collect)
-        for item in suspects:
-            with cf.ProcessPoolExecutor(
-                max_workers=1,
-                initializer=_init_worker,
-                initargs=(key.secret, profile, str(out_dir)),
-            ) as pool:
-                try:
-                    result, identity = pool.submit(_process_chunk, [item]).result()[0]
-                except cf.process.BrokenProcessPool:
-                    result, identity = (
-                        ItemResult(
-                            item.source_path,
-                            Outcome.REJECTED,
-                            "the worker process died while reading this file (a decoder "
-                            "crash); the file is probably corrupt",
-                        ),
-                        None,
-                    )
-            collect(result, identity)
-
-
-def _pool_round(
-    stream: Iterator[list[SourceItem]],
-    jobs: int,
-    key: SiteKey,
-    profile: Profile,
-    out_dir: Path,
-    collect: Callable[[ItemResult, PatientIdentity | None], None],
-) -> tuple[list[SourceItem], Iterator[list[SourceItem]] | None]:
-    """Process chunks until the stream ends or the pool breaks.
-
-    Returns the items of the chunks lost with a broken pool, and the rest of the stream
-    (None when it was consumed).
-    """
-    suspects: list[SourceItem] = []
-    broken = False
-    exhausted = False
-    with cf.ProcessPoolExecutor(
-        max_workers=jobs, initializer=_init_worker, initargs=(key.secret, profile, str(out_dir))
-    ) as pool:
-        in_flight: dict[
-            cf.Future[list[tuple[ItemResult, PatientIdentity | None]]], list[SourceItem]
-        ] = {}
-        while True:
-            while not broken and not exhausted and len(in_flight) < jobs * 4:
-                chunk = next(stream, None)
-                if chunk is None:
-                    exhausted = True
-                    break
-                try:
-                    in_flight[pool.submit(_process_chunk, chunk)] = chunk
-                except cf.process.BrokenProcessPool:
-                    broken = True
-                    suspects.extend(chunk)
-            if not in_flight:
-                break
-            done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
-            for future in done:
-                chunk = in_flight.pop(future)
-                try:
-                    results = future.result()
-                except cf.process.BrokenProcessPool:
-                    broken = True
-                    suspects.extend(chunk)
-                    continue
-                for result, identity in results:
-                    collect(result, identity)
-    return suspects, None if exhausted else stream
 
 
 def write_report(report: DeidRunReport, path: Path) -> None:

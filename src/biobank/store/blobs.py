@@ -15,16 +15,36 @@ transport); :class:`FileBlobStore` is the default, on a local file system:
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from biobank.errors import InvalidInput, NotFound, StorageError
 from biobank.store.atomic import NewFile, remove_stale_temporaries
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        func: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return func
+
+
+_SYNCFS = _load_syncfs()
+
+
+def _syncfs(fd: int) -> None:
+    """syncfs(2) where the C library has it (Linux), else sync(2)."""
+    if _SYNCFS is None or _SYNCFS(fd) != 0:
+        os.sync()
+
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _READ_CHUNK = 1 << 20
@@ -82,6 +102,10 @@ class BlobStore(Protocol):
 
     def verify(self, digest: str) -> bool:
         """Re-hash the blob; True when its content still matches its name."""
+        ...
+
+    def sync(self) -> None:
+        """Make every blob committed so far durable (group commit for ``fsync=False``)."""
         ...
 
 
@@ -176,6 +200,19 @@ class FileBlobStore:
             while chunk := handle.read(_READ_CHUNK):
                 hasher.update(chunk)
         return hasher.hexdigest() == digest
+
+    def sync(self) -> None:
+        """Make every blob committed so far durable, with one ``syncfs`` of the store's disk.
+
+        Writers with ``fsync=False`` (the ingest workers) rely on this: the pipeline calls it
+        once per catalogue batch, before the rows naming the blobs are committed, which costs
+        one flush per few hundred blobs instead of two per blob.
+        """
+        fd = os.open(self._blobs, os.O_RDONLY)
+        try:
+            _syncfs(fd)
+        finally:
+            os.close(fd)
 
     def check_fixity(self) -> FixityReport:
         """Re-hash every blob; list the corrupt and misplaced ones; clean killed writers."""
