@@ -5,6 +5,7 @@ The engine is pure — a Dataset (or file bytes) in, a de-identified Dataset (or
 call the very same functions.
 """
 
+from biobank.deid.check import check_deidentified
 from biobank.deid.keys import Pseudonymizer, SiteKey
 from biobank.deid.models import (
     Action,
@@ -49,6 +50,7 @@ __all__ = [
     "apply_profile",
     "builtin_profile",
     "builtin_profile_names",
+    "check_deidentified",
     "deidentify_bytes",
     "encode_dataset",
     "parse_profile",
