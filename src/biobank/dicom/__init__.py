@@ -1,5 +1,6 @@
 """DICOM nouns shared by the services: synthetic test data and (later) readers and writers."""
 
+from biobank.dicom.json import header_dict, header_json
 from biobank.dicom.synthetic import (
     CorpusSummary,
     PlantedPHI,
@@ -14,6 +15,8 @@ __all__ = [
     "CorpusSummary",
     "PlantedPHI",
     "PlantedStudy",
+    "header_dict",
+    "header_json",
     "make_ct_series",
     "make_mr_series",
     "make_patient_phi",
