@@ -1,0 +1,1 @@
+"""Alembic migrations of the catalogue schema (package data; run by ``database.migrate``)."""

@@ -1,0 +1,306 @@
+"""The catalogue's tables, declared with SQLAlchemy 2 (``Mapped[...]``).
+
+patient (pseudonym only) → study → series → instance, with the main DICOM attributes as
+typed, indexed columns and the full header as DICOM JSON; ingest batches and their items.
+
+The classes declare the schema (the migrations must produce exactly this; a test compares
+them); the repository runs Core statements on the tables (:data:`PATIENT`, :data:`STUDY`,
+...) so the ingest path does no per-row ORM work. Python attribute names are the column names,
+with one exception: ``series.metadata`` is ``Series.metadata_zlib`` in Python because
+``metadata`` is reserved by the declarative base.
+
+Times are stored as UTC and read back timezone-aware (:class:`UtcDateTime`), on SQLite too.
+Large values (``series.metadata``, ``instance.header``, ``instance.deid_record``) are the
+last columns of their rows, so SQLite reads the other columns without their overflow pages.
+``study.stored_bytes`` (the size of the study's blobs) is a counter like
+``number_of_instances``, so totals never scan the instances.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint names, the same in the models and in the migrations."""
+
+BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+"""A 64-bit key that is still SQLite's auto-incrementing ``INTEGER PRIMARY KEY``."""
+
+
+class UtcDateTime(TypeDecorator[datetime.datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    Naive values are refused when written; SQLite (which has no zone) stores UTC without
+    the offset and values are read back with ``tzinfo=UTC``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        """Convert to UTC (and drop the zone on SQLite)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the catalogue; use timezone-aware UTC")
+        value = value.astimezone(datetime.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self, value: datetime.datetime | None, dialect: Dialect
+    ) -> datetime.datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=datetime.UTC)
+        return value.astimezone(datetime.UTC)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of the catalogue's tables."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Patient(Base):
+    """A patient, known by pseudonym only."""
+
+    __tablename__ = "patient"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_pseudonym: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_sex: Mapped[str | None] = mapped_column(String(16))
+    patient_birth_date: Mapped[datetime.date | None] = mapped_column(Date)
+    number_of_studies: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+
+
+class Study(Base):
+    """A study; ``number_of_*`` and ``modalities_in_study`` are kept up to date on ingest."""
+
+    __tablename__ = "study"
+    __table_args__ = (
+        Index("ix_study_patient_id_study_date", "patient_id", "study_date"),
+        Index("ix_study_study_date", "study_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    study_date: Mapped[datetime.date | None] = mapped_column(Date)
+    study_time: Mapped[str | None] = mapped_column(String(32))
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    study_id: Mapped[str | None] = mapped_column(String(64))
+    study_description: Mapped[str | None] = mapped_column(Text)
+    modalities_in_study: Mapped[str] = mapped_column(String(128))
+    number_of_series: Mapped[int] = mapped_column(Integer, server_default="0")
+    number_of_instances: Mapped[int] = mapped_column(Integer, server_default="0")
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+
+
+class Series(Base):
+    """A series; ``metadata`` caches its instances' headers for WADO-RS metadata."""
+
+    __tablename__ = "series"
+    __table_args__ = (
+        Index("ix_series_study_id_modality", "study_id", "modality"),
+        Index("ix_series_modality", "modality"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    series_description: Mapped[str | None] = mapped_column(Text)
+    body_part_examined: Mapped[str | None] = mapped_column(String(64))
+    series_date: Mapped[datetime.date | None] = mapped_column(Date)
+    series_time: Mapped[str | None] = mapped_column(String(32))
+    protocol_name: Mapped[str | None] = mapped_column(Text)
+    manufacturer: Mapped[str | None] = mapped_column(Text)
+    manufacturer_model_name: Mapped[str | None] = mapped_column(Text)
+    number_of_instances: Mapped[int] = mapped_column(Integer, server_default="0")
+    metadata_instances: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    metadata_zlib: Mapped[bytes | None] = mapped_column("metadata", LargeBinary)
+
+
+class Instance(Base):
+    """A stored instance: its main attributes, its blob and its full DICOM JSON header."""
+
+    __tablename__ = "instance"
+    __table_args__ = (
+        Index("ix_instance_series_id_instance_number", "series_id", "instance_number"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    transfer_syntax_uid: Mapped[str | None] = mapped_column(String(64))
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    number_of_frames: Mapped[int | None] = mapped_column(Integer)
+    blob_digest: Mapped[str] = mapped_column(String(64), index=True)
+    blob_size: Mapped[int] = mapped_column(BigInteger)
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("ingest_batch.id"))
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    header: Mapped[str] = mapped_column(Text)
+    deid_record: Mapped[str | None] = mapped_column(Text)
+
+
+class IngestBatch(Base):
+    """One run of ingest (a folder, an upload, an association) and its counters."""
+
+    __tablename__ = "ingest_batch"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), index=True)
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
+    state: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    profile: Mapped[str | None] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(64))
+    sources: Mapped[str] = mapped_column(Text)
+    expected: Mapped[int | None] = mapped_column(Integer)
+    received: Mapped[int] = mapped_column(Integer, server_default="0")
+    stored: Mapped[int] = mapped_column(Integer, server_default="0")
+    duplicate: Mapped[int] = mapped_column(Integer, server_default="0")
+    conflict: Mapped[int] = mapped_column(Integer, server_default="0")
+    rejected: Mapped[int] = mapped_column(Integer, server_default="0")
+    quarantined: Mapped[int] = mapped_column(Integer, server_default="0")
+    bytes_in: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+NOT_STORED = "outcome <> 'stored'"
+"""The condition of the partial indexes of ``ingest_item`` (see :class:`IngestItem`)."""
+
+
+class IngestItem(Base):
+    """One input item of a batch and what became of it (problems included).
+
+    Its SOP Instance UID and digest are indexed for the items that did not become an
+    instance (duplicates and problems) only: a stored item is found through its instance
+    (``instance.batch_id``), and leaving it out of these two random-key indexes keeps the
+    ingest path fast at millions of instances.
+    """
+
+    __tablename__ = "ingest_item"
+    __table_args__ = (
+        Index(
+            "ix_ingest_item_sop_instance_uid",
+            "sop_instance_uid",
+            sqlite_where=text(NOT_STORED),
+            postgresql_where=text(NOT_STORED),
+        ),
+        Index(
+            "ix_ingest_item_blob_digest",
+            "blob_digest",
+            sqlite_where=text(NOT_STORED),
+            postgresql_where=text(NOT_STORED),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("ingest_batch.id"), index=True)
+    source_path: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    blob_digest: Mapped[str | None] = mapped_column(String(64))
+    blob_size: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    if not isinstance(table, Table):  # pragma: no cover - declarative always makes a Table
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
+
+
+PATIENT = _table(Patient)
+STUDY = _table(Study)
+SERIES = _table(Series)
+INSTANCE = _table(Instance)
+INGEST_BATCH = _table(IngestBatch)
+INGEST_ITEM = _table(IngestItem)
+
+PATIENT_FILLABLE = ("patient_sex", "patient_birth_date")
+"""Patient columns filled from a later instance when still NULL (never overwritten)."""
+STUDY_FILLABLE = ("study_date", "study_time", "accession_number", "study_id", "study_description")
+"""Study columns filled from a later instance when still NULL."""
+SERIES_FILLABLE = (
+    "modality",
+    "series_number",
+    "series_description",
+    "body_part_examined",
+    "series_date",
+    "series_time",
+    "protocol_name",
+    "manufacturer",
+    "manufacturer_model_name",
+)
+"""Series columns filled from a later instance when still NULL."""
+
+
+def column_values(table: Table, names: tuple[str, ...], row: Any) -> dict[str, Any]:
+    """The values of ``names`` in a result ``row`` (a mapping) of ``table``."""
+    return {name: row[table.c[name]] for name in names}
+
+
+__all__ = [
+    "BIG_ID",
+    "INGEST_BATCH",
+    "INGEST_ITEM",
+    "INSTANCE",
+    "NAMING_CONVENTION",
+    "PATIENT",
+    "PATIENT_FILLABLE",
+    "SERIES",
+    "SERIES_FILLABLE",
+    "STUDY",
+    "STUDY_FILLABLE",
+    "Base",
+    "IngestBatch",
+    "IngestItem",
+    "Instance",
+    "Patient",
+    "Series",
+    "Study",
+    "UtcDateTime",
+    "column_values",
+]
