@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # Debian packages the tests and benchmarks use (real peers and OCR).
 APT_PACKAGES := dicom3tools libgdcm-tools tesseract-ocr tesseract-ocr-eng openssl libgl1 libglib2.0-0
-DEMO_KEY := demo-key/site.key
+DEMO_HOME := biobank-data
 
 .PHONY: install system-deps run test lint format bench clean
 
@@ -30,11 +30,14 @@ system-deps:
 
 install: $(STAMP) system-deps
 
-# De-identify the bundled sample into ./demo-output and print the summary.
+# Create the demo site node (embedded SQLite + blob store) and ingest the bundled sample.
 run: install
-	@test -f $(DEMO_KEY) || $(BIN)/biobank keygen $(DEMO_KEY)
-	$(BIN)/biobank deid demo/sample --out demo-output --key-file $(DEMO_KEY) --report demo-output.report.json
-	@echo "outputs in ./demo-output, report in ./demo-output.report.json"
+	@test -f $(DEMO_HOME)/node.yaml || $(BIN)/biobank init --home $(DEMO_HOME) --site demo-hospital
+	$(BIN)/biobank ingest demo/sample --home $(DEMO_HOME)
+	$(BIN)/biobank status --home $(DEMO_HOME)
+	$(BIN)/biobank ls studies --home $(DEMO_HOME)
+	$(BIN)/biobank verify --home $(DEMO_HOME)
+	@echo "the demo node is in ./$(DEMO_HOME); try: $(BIN)/biobank ls problems --home $(DEMO_HOME)"
 
 lint: install
 	$(BIN)/ruff check src tests bench
@@ -49,8 +52,27 @@ format: install
 test: lint
 	$(BIN)/pytest -n auto --dist loadfile
 
+# Benchmarks, one after the other on one corpus (bench/README.md): de-identification against
+# gdcmanon/dicognito/deid, ingest against Orthanc and cp, the catalogue at 1M instances
+# (SQLite and the PostgreSQL at 127.0.0.1:5432). BENCH_WORKDIR=dir keeps the corpus and the
+# SQLite catalogue there for the next run; by default a temporary folder, removed at the end.
+# Each script bounds its own steps and cleans up its servers and folders (also on Ctrl-C);
+# `timeout` stops one that overruns all the same.
+BENCH_APT_PACKAGES := orthanc orthanc-dicomweb
+BENCH_WORKDIR ?=
+
 bench: install
-	$(BIN)/python bench/run.py
+	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(BENCH_APT_PACKAGES)"
+	@rc=0; \
+	if [ -n "$(BENCH_WORKDIR)" ]; then dir="$(BENCH_WORKDIR)"; mkdir -p "$$dir"; \
+	else dir=$$(mktemp -d -t biobank-bench.XXXXXX); trap 'rm -rf "$$dir"' EXIT; fi; \
+	timeout --foreground -k 60 3600 $(BIN)/python bench/run.py --workdir "$$dir" \
+	  --json bench-results.json || rc=1; \
+	timeout --foreground -k 60 2400 $(BIN)/python bench/ingest.py --workdir "$$dir" \
+	  --json ingest-results.json || rc=1; \
+	timeout --foreground -k 60 5400 $(BIN)/python bench/catalog_scale.py --workdir "$$dir" \
+	  --json catalog-results.json || rc=1; \
+	exit $$rc
 
 clean:
-	rm -rf demo-output demo-output.report.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(DEMO_HOME) demo-output demo-output.report.json .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path("./biobank-data"), description="Node home folder")
     jobs: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     log_level: str = "INFO"
+    database_url: str | None = Field(
+        default=None,
+        description="Catalogue database URL (e.g. postgresql://user@host/db); default: the "
+        "node home's SQLite file, or the URL in its node.yaml",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -28,6 +28,17 @@ COMMANDS = [
     ["profile"],
     ["profile", "list"],
     ["profile", "show"],
+    ["init"],
+    ["ingest"],
+    ["status"],
+    ["verify"],
+    ["ls"],
+    ["ls", "patients"],
+    ["ls", "studies"],
+    ["ls", "series"],
+    ["ls", "instances"],
+    ["ls", "problems"],
+    ["ls", "batches"],
 ]
 
 

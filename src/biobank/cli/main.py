@@ -9,18 +9,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 import biobank
+from biobank.cli import node as node_commands
+from biobank.cli.common import fail, item_progress, out
 from biobank.config import get_settings
 from biobank.deid import (
     DEFAULT_PROFILE,
@@ -51,9 +44,7 @@ pseudonym_app = typer.Typer(help="Work with the site-local pseudonym map.", no_a
 profile_app = typer.Typer(help="List and show de-identification profiles.", no_args_is_help=True)
 app.add_typer(pseudonym_app, name="pseudonym")
 app.add_typer(profile_app, name="profile")
-
-console = Console(stderr=True)
-out = Console()
+node_commands.register(app)
 
 
 def _version(value: bool) -> None:
@@ -76,12 +67,9 @@ def _root(
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:  # node commands also log INFO to a file
+        handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
     quiet_pydicom()  # its messages quote header values (PHI); ours name the problem instead
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code)
 
 
 def _load_profile(spec: str) -> Profile:
@@ -108,7 +96,7 @@ def keygen(
     try:
         key = create_key_file(key_file, overwrite=force)
     except BiobankError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print(f"created {key_file} (key id {key.key_id}); keep it private and backed up")
 
 
@@ -137,27 +125,16 @@ def deid(
     """De-identify DICOM files into OUT as <study>/<series>/<sop>.dcm (PS3.15 Annex E)."""
     missing = [str(s) for s in sources if not s.exists()]
     if missing:
-        raise _fail(f"no such file or folder: {', '.join(missing)}")
+        raise fail(f"no such file or folder: {', '.join(missing)}")
     try:
         chosen = _load_profile(profile)
         key = read_key_file(key_file)
     except BiobankError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     jobs = jobs or get_settings().jobs
     problems: list[ItemResult] = []
     try:
-        with Progress(
-            TextColumn("[bold]de-identifying"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("[red]{task.fields[problems]} problems"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=as_json or not console.is_terminal,
-        ) as bar:
+        with item_progress("de-identifying", quiet=as_json) as bar:
             task = bar.add_task("deid", total=None, rate="", problems=0)
             done_bytes = [0]
 
@@ -175,7 +152,7 @@ def deid(
 
             result = run_deid(sources, out_dir, key, key_file, chosen, jobs=jobs, progress=tick)
     except BiobankError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if report is not None:
         write_report(result, report)
     summary = result.summary()
@@ -184,7 +161,7 @@ def deid(
     else:
         _print_summary(result.profile.name, summary, problems, report)
     if summary["inputs"] == 0:
-        raise _fail("no input files found", code=1)
+        raise fail("no input files found", code=1)
 
 
 def _print_summary(
@@ -228,11 +205,11 @@ def pseudonym_lookup(
         key = read_key_file(key_file)
         map_path = pseudonym_map_path(key_file)
         if not map_path.exists():
-            raise _fail(f"{map_path}: no pseudonym map next to this key yet")
+            raise fail(f"{map_path}: no pseudonym map next to this key yet")
         with PseudonymMap(map_path, key) as pmap:
             entry = pmap.lookup(pseudonym)
     except BiobankError as exc:
-        raise _fail(str(exc), code=1) from None
+        raise fail(str(exc), code=1) from None
     if as_json:
         out.print_json(
             json.dumps(
@@ -276,7 +253,7 @@ def profile_show(
     try:
         p = _load_profile(name)
     except BiobankError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     out.print(f"[bold]{p.name}[/]: {p.description}")
     for option in sorted(p.options, key=lambda o: o.code):
         out.print(f"  {option.code}  {option.value}  ({option.meaning})", highlight=False)
