@@ -21,7 +21,7 @@ from biobank.catalog import (
     migrate,
     sqlite_url,
 )
-from biobank.catalog.database import MIGRATIONS, _alembic_config, normalise_url
+from biobank.catalog.database import HEAD_REVISION, MIGRATIONS, _alembic_config, normalise_url
 from biobank.catalog.schema import Base
 from biobank.errors import InvalidInput, StorageError
 from tests.catalog.factories import record, stored, uid
@@ -47,7 +47,7 @@ def test_migrate_is_idempotent_and_keeps_the_data(engine: Engine) -> None:
     assert current_revision(engine) is None
 
     migrate(engine)
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision() == HEAD_REVISION
     assert set(inspect(engine).get_table_names()) >= TABLES
     with Catalog(str(engine.url.render_as_string(hide_password=False))) as catalog:
         batch_id = catalog.start_batch(role="site", sources=[], profile=None, key_id=None)
@@ -206,3 +206,18 @@ def test_the_ingest_item_uid_and_digest_indexes_are_partial(engine: Engine) -> N
     for definition in definitions:
         assert "outcome" in definition and "stored" in definition
         assert "WHERE" in definition.upper()
+
+
+def test_a_catalogue_at_head_opens_without_importing_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = sqlite_url(tmp_path / "catalog.sqlite")
+    Catalog.open(url).close()
+    code = (
+        "import sys; from biobank.catalog import Catalog; "
+        f"Catalog.open({url!r}).close(); "
+        "print(any(m.startswith('alembic') for m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

@@ -37,6 +37,7 @@ from typing import Any
 from pydicom import Dataset
 
 from biobank.catalog import BatchState, Catalog, ItemInput, ItemOutcome, ItemResult
+from biobank.catalog.repository import ANALYZE_AFTER
 from biobank.deid import Profile, Pseudonymizer, SiteKey, deidentify_bytes
 from biobank.deid.check import check_deidentified
 from biobank.deid.models import PatientIdentity
@@ -412,6 +413,10 @@ def ingest(
             report.interrupted = True
             _finish_interrupted(catalog, committer)
             raise
+        if report.counts[ItemOutcome.STORED.value] >= ANALYZE_AFTER:
+            # Planner statistics first: without them PostgreSQL (autovacuum off, or not yet
+            # run) scans whole tables for each series the refresh recounts.
+            catalog.analyze()
         catalog.refresh_series(committer.touched)
         catalog.finish_batch(batch_id, state=BatchState.COMPLETE, expected=report.inputs)
         report.finished = time.time()
