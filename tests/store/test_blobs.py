@@ -135,3 +135,21 @@ def test_create_once_never_overwrites(tmp_path: Path) -> None:
     with NewFile(tmp_path) as new:
         new.write(b"discarded")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_storing_known_bytes_again_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from biobank.store import blobs
+
+    store = FileBlobStore(tmp_path / "s", fsync=False)
+    first = store.put(b"instance bytes" * 100)
+
+    def no_write(*args: object, **kwargs: object) -> None:
+        raise AssertionError("known bytes were written again")
+
+    monkeypatch.setattr(blobs, "NewFile", no_write)
+    again = store.put(b"instance bytes" * 100)
+    assert again == type(first)(digest=first.digest, size=first.size, created=False)
+    with pytest.raises(AssertionError, match="written again"):
+        store.put(b"new bytes")  # the check above can fail: new bytes do reach the writer

@@ -133,8 +133,25 @@ class FileBlobStore:
         return self._blobs / digest[:2] / digest[2:4] / digest
 
     def put(self, data: bytes) -> StoredBlob:
-        """Store ``data``; the same bytes are stored once."""
-        return self.put_stream((data,))
+        """Store ``data``; the same bytes are stored once (and written only once).
+
+        Bytes held in memory are hashed first, so storing what is already there writes
+        nothing: re-ingesting an export costs a hash and a ``stat`` per instance.
+        """
+        digest = hashlib.sha256(data).hexdigest()
+        target = self.path(digest)
+        if target.is_file():
+            return StoredBlob(digest=digest, size=len(data), created=False)
+        try:
+            with NewFile(self._incoming, fsync=self.fsync) as new:
+                new.write(data)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                created = new.commit(target)
+        except OSError as exc:
+            raise StorageError(
+                f"{self.root}: writing a blob failed ({exc.strerror}); nothing was stored"
+            ) from None
+        return StoredBlob(digest=digest, size=len(data), created=created)
 
     def put_stream(self, chunks: Iterable[bytes]) -> StoredBlob:
         """Store the concatenation of ``chunks``, hashing while writing."""
