@@ -90,3 +90,37 @@ def test_killed_ingest_then_rerun(source: tuple[Path, int], tmp_path: Path, mome
     final = verify_node(node)
     assert final.ok and not final.orphans  # every blob written before the kill is named now
     assert final.blobs_checked == count
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_what_was_done(source: tuple[Path, int], tmp_path: Path) -> None:
+    src, count = source
+    home = tmp_path / "node"
+    init_node(home, site="A", role=NodeRole.SITE)
+    command = [str(EXE), "ingest", str(src), "--home", str(home), "--jobs", "2", "--json"]
+    env = {k: v for k, v in os.environ.items() if k != "BIOBANK_DATABASE_URL"}
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and _instances(home / "catalog.sqlite") == 0:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    node = open_node(home)
+    with node.open_catalog() as catalog:
+        batch = catalog.batches()[0]
+        assert batch.state is BatchState.INTERRUPTED
+        assert 0 < batch.stored == catalog.stats().instances < count
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["summary"]["duplicate"] == batch.stored
+    assert verify_node(node).ok

@@ -349,14 +349,14 @@ class _Committer:
         report = self.report
         report.counts[result.outcome.value] += 1
         instance = item.instance
-        if result.outcome in (ItemOutcome.STORED, ItemOutcome.DUPLICATE) and instance:
+        if result.outcome not in (ItemOutcome.STORED, ItemOutcome.DUPLICATE):
+            report.problems.append(result)
+        elif instance is not None:
             report.patients.add(instance.patient_pseudonym)
             report.studies.add(instance.study_instance_uid)
             report.series.add(instance.series_instance_uid)
             if result.outcome is ItemOutcome.STORED:
                 self.touched.add(instance.series_instance_uid)
-        elif result.outcome not in (ItemOutcome.STORED, ItemOutcome.DUPLICATE):
-            report.problems.append(result)
 
 
 def ingest(
