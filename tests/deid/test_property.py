@@ -112,17 +112,28 @@ def cases(draw: st.DrawFn, nested_identity: bool = False) -> Case:
     values = [f"QZ{v}" for v in raw]
     fields = list(draw(st.permutations([k for k, _ in TOP_FIELDS])))
     plantings = []
+    # Each (path, attribute) holds one planted value: a later planting must not overwrite an
+    # earlier one (a free-text value whose home was overwritten is not identifying any more
+    # as far as the header tells, so no cleaner could know to remove it).
+    taken: set[tuple[tuple[str, ...], str]] = set()
     for value in values:
         depth = draw(st.integers(0, 3))
         path = tuple(draw(st.lists(st.sampled_from(CONTAINERS), min_size=depth, max_size=depth)))
+        fields = [f for f in fields if ((), f) not in taken]
         if nested_identity:
             place = draw(st.sampled_from(("PatientID", "PatientName")))
             path = path or (CONTAINERS[0],)
-        elif depth == 0 and draw(st.booleans()):
+        elif depth == 0 and fields and draw(st.booleans()):
             place = fields.pop()
         else:
-            place = draw(st.sampled_from(FREE_TEXT + STRUCTURAL))
-        home = fields.pop() if place in FREE_TEXT else None
+            free = [p for p in FREE_TEXT + STRUCTURAL if (path, p) not in taken]
+            place = draw(st.sampled_from(free))
+        home = fields.pop() if place in FREE_TEXT and fields else None
+        if place in FREE_TEXT and home is None:
+            continue  # no identity attribute left to hold the echoed value
+        taken.add((path, place))
+        if home is not None:
+            taken.add(((), home))
         private = draw(private_places()) if "private" in (place, *path) else None
         plantings.append(Planting(value, place, path, home, private))
     profile = draw(st.sampled_from(("research", "basic")))
@@ -252,6 +263,7 @@ def test_planted_phi_never_reaches_output(pseudonymizer: Pseudonymizer) -> None:
     @settings(
         max_examples=150,
         deadline=None,
+        derandomize=True,  # CI must not fail at random; widen locally with a seed to explore
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
     @given(case=cases())
