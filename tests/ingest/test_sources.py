@@ -113,3 +113,24 @@ def test_archive_total_limit_stops_reading(tmp_path: Path) -> None:
     items = _items(archive, limits=Limits(max_archive_bytes=2500))
     assert [i.problem is None for i in items] == [True, True, False]
     assert items[-1].problem is not None and "total size" in items[-1].problem
+
+
+def test_pipes_dangling_links_and_folder_links_are_reported_not_read(tmp_path: Path) -> None:
+    src = tmp_path / "export"
+    src.mkdir()
+    (src / "ok.dcm").write_bytes(b"x")
+    os.mkfifo(src / "pipe.dcm")  # reading it would block the run for ever
+    os.symlink(src / "gone.dcm", src / "dangling.dcm")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "IMG.dcm").write_bytes(b"y")
+    os.symlink(elsewhere, src / "linked-folder")
+    items = {Path(i.source_path).name: i for i in iter_items([src])}
+    assert set(items) == {"ok.dcm", "pipe.dcm", "dangling.dcm", "linked-folder"}
+    assert items["ok.dcm"].problem is None
+    assert "not a regular file" in (items["pipe.dcm"].problem or "")
+    assert "link to nothing" in (items["dangling.dcm"].problem or "")
+    assert "link to a folder" in (items["linked-folder"].problem or "")
+    # A pipe named on the command line is reported the same way.
+    [direct] = list(iter_items([src / "pipe.dcm"]))
+    assert "not a regular file" in (direct.problem or "")

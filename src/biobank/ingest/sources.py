@@ -20,6 +20,7 @@ and every archive member becomes an item; one that cannot be read safely is an i
 from __future__ import annotations
 
 import os
+import stat
 import tarfile
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -86,6 +87,13 @@ def iter_items(
                 if skip is not None:
                     dirs[:] = [d for d in dirs if (Path(root) / d).resolve() != skip]
                 dirs.sort()
+                for name in dirs:  # os.walk lists links to folders but does not enter them
+                    if (Path(root) / name).is_symlink():
+                        yield SourceItem(
+                            str(Path(root) / name),
+                            problem="a link to a folder, not followed (it may loop or lead "
+                            "outside the export); pass the folder it points to instead",
+                        )
                 for name in sorted(files):
                     yield from _file_items(Path(root) / name, limits)
         else:
@@ -93,6 +101,24 @@ def iter_items(
 
 
 def _file_items(path: Path, limits: Limits) -> Iterator[SourceItem]:
+    try:
+        mode = path.stat().st_mode  # follows links: what would be read
+    except OSError as exc:
+        what = "a link to nothing" if path.is_symlink() else "cannot be opened"
+        yield SourceItem(
+            str(path),
+            problem=f"unreadable file, {what} ({exc.__class__.__name__}: "
+            f"{exc.strerror or 'I/O error'}); "
+            "check that the file still exists and is readable",
+        )
+        return
+    if not stat.S_ISREG(mode):
+        # Reading a FIFO or a device would block the run or never end.
+        yield SourceItem(
+            str(path),
+            problem="not a regular file (a pipe, socket or device); export regular files",
+        )
+        return
     if not is_archive(path):
         yield SourceItem(str(path), path=path)
         return
