@@ -249,12 +249,16 @@ def test_killed_run_leaves_no_partial_output_and_rerun_completes(tmp_path: Path)
     subprocess.run([str(exe), "keygen", str(key)], check=True, capture_output=True)
     out = tmp_path / "out"
     command = [str(exe), "deid", str(src), "--out", str(out), "-k", str(key), "-j", "2", "--json"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A session of its own, so that the kill takes the worker processes too (killing only the
+    # parent left them orphaned, asleep for ever).
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(out.rglob("*.dcm"))) < 20:
         time.sleep(0.01)
     assert proc.poll() is None, "the run finished before it could be killed; enlarge the corpus"
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     # Some output exists, none of it partial, nothing temporary left behind.
     written = list(out.rglob("*"))
