@@ -25,7 +25,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -40,6 +39,8 @@ try:
     import biobank  # noqa: F401
 except ImportError:  # not installed: use the source tree
     sys.path.insert(0, str(BENCH_DIR.parent / "src"))
+sys.path.insert(0, str(BENCH_DIR))
+from peers import terminate_as_exit  # noqa: E402
 
 TARGET_P95_MS = 20.0
 GENERATOR_VERSION = 1  # bump when the generated content changes
@@ -719,18 +720,6 @@ def _target(results: list[BackendResult]) -> str:
 # --- main -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _terminate_as_exit() -> Iterator[None]:
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--instances", type=int, default=1_000_000)
@@ -784,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
         Path("catalog-results.json") if temporary else args.workdir / "catalog-results.json"
     )
     try:
-        with _terminate_as_exit():
+        with terminate_as_exit():
             keys = collect_keys(shape)
             results = []
             for backend in backends:

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,20 +179,6 @@ class Probe:
         cores (clamped: /proc/stat counts in 10 ms ticks)."""
         other = self.busy - self.own - server_cpu
         return min(100.0, max(0.0, 100.0 * other / (self.seconds * (os.cpu_count() or 1))))
-
-
-@contextlib.contextmanager
-def _terminate_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit so that servers and folders are cleaned up."""
-
-    def handler(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 # --- subjects ---------------------------------------------------------------------------------
@@ -606,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         Path("ingest-results.json") if temporary else workdir / "ingest-results.json"
     )
     try:
-        with _terminate_as_exit():
+        with peers.terminate_as_exit():
             corpus, _phis, gen_seconds = _corpus(workdir, args)
             files = sorted(corpus.rglob("*.dcm"))
             mbytes = sum(p.stat().st_size for p in files) / 1e6

@@ -44,6 +44,20 @@ class PeerFailed(RuntimeError):
 # --- process helpers --------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit so that servers and folders are cleaned up."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     """Ask Linux to send SIGTERM to this child when the harness dies (prctl PR_SET_PDEATHSIG)."""
     with contextlib.suppress(OSError, AttributeError):

@@ -15,6 +15,7 @@ escape character escaped; otherwise the match is exact. An empty filter or one m
 from __future__ import annotations
 
 import datetime
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from sqlalchemy import ColumnElement, RowMapping, Select, exists, select
@@ -272,35 +273,18 @@ def to_study(row: RowMapping) -> StudySummary:
     )
 
 
+_SERIES_FIELDS = tuple(f.name for f in fields(SeriesSummary))
+_INSTANCE_FIELDS = tuple(f.name for f in fields(InstanceSummary))
+
+
 def to_series(row: RowMapping) -> SeriesSummary:
-    """A :class:`SeriesSummary` from a row of :func:`series_query`."""
-    return SeriesSummary(
-        series_instance_uid=row["series_instance_uid"],
-        study_instance_uid=row["study_instance_uid"],
-        modality=row["modality"],
-        series_number=row["series_number"],
-        series_description=row["series_description"],
-        body_part_examined=row["body_part_examined"],
-        manufacturer=row["manufacturer"],
-        number_of_instances=row["number_of_instances"],
-    )
+    """A :class:`SeriesSummary` from a row of :func:`series_query` (columns named as fields)."""
+    return SeriesSummary(**{name: row[name] for name in _SERIES_FIELDS})
 
 
 def to_instance(row: RowMapping) -> InstanceSummary:
-    """An :class:`InstanceSummary` from a row of :func:`instances_query`."""
-    return InstanceSummary(
-        sop_instance_uid=row["sop_instance_uid"],
-        series_instance_uid=row["series_instance_uid"],
-        study_instance_uid=row["study_instance_uid"],
-        sop_class_uid=row["sop_class_uid"],
-        instance_number=row["instance_number"],
-        transfer_syntax_uid=row["transfer_syntax_uid"],
-        rows=row["rows"],
-        columns=row["columns"],
-        number_of_frames=row["number_of_frames"],
-        blob_digest=row["blob_digest"],
-        blob_size=row["blob_size"],
-    )
+    """An :class:`InstanceSummary` from a row of :func:`instances_query` (same names)."""
+    return InstanceSummary(**{name: row[name] for name in _INSTANCE_FIELDS})
 
 
 def to_batch(row: RowMapping, sources: tuple[str, ...]) -> BatchSummary:

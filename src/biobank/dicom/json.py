@@ -499,10 +499,8 @@ def _integer_string(text: str) -> int | str | None:
     text = text.strip()
     if not text:
         return None
-    try:
+    if text.lstrip("+-").isdigit():
         return int(text)
-    except ValueError:
-        pass
     try:
         number = float(text)  # "1.0" and "1e2" are integers, as pydicom reads them
     except ValueError:
