@@ -11,7 +11,8 @@
         InvalidKey            a site key file that is missing, malformed or too open
       NotFound
       Conflict                the same identity with different content
-      PermissionDenied
+      PermissionDenied        authenticated, but the role or grants do not allow it
+        AuthenticationFailed  no credentials, or credentials that are not valid
       DeidentificationError   the engine could not de-identify an item
         QuarantineRequired    the item must not leave: it is held with its reason
       StorageError
@@ -64,6 +65,10 @@ class PermissionDenied(BiobankError):  # noqa: N818
     """The caller may not do this."""
 
 
+class AuthenticationFailed(PermissionDenied):  # noqa: N818
+    """No credentials, or an unknown, revoked, expired or malformed token."""
+
+
 class DeidentificationError(BiobankError):
     """The de-identification engine could not process an item."""
 
@@ -81,6 +86,7 @@ class FederationError(BiobankError):
 
 
 __all__ = [
+    "AuthenticationFailed",
     "BiobankError",
     "Conflict",
     "DeidentificationError",

@@ -73,6 +73,7 @@ class InstanceRecord:
     blob_digest: str
     blob_size: int
     header_json: str
+    patient_name: str | None = None
     patient_sex: str | None = None
     patient_birth_date: datetime.date | None = None
     study_date: datetime.date | None = None
@@ -80,6 +81,7 @@ class InstanceRecord:
     accession_number: str | None = None
     study_id: str | None = None
     study_description: str | None = None
+    referring_physician_name: str | None = None
     modality: str | None = None
     series_number: int | None = None
     series_description: str | None = None
@@ -94,6 +96,7 @@ class InstanceRecord:
     rows: int | None = None
     columns: int | None = None
     number_of_frames: int | None = None
+    bits_allocated: int | None = None
     deid_record_json: str | None = None
 
 

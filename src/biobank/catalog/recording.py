@@ -387,6 +387,7 @@ class Recorder:
                 "rows": instance.rows,
                 "columns": instance.columns,
                 "number_of_frames": instance.number_of_frames,
+                "bits_allocated": instance.bits_allocated,
                 "blob_digest": instance.blob_digest,
                 "blob_size": instance.blob_size,
                 "header": instance.header_json,

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Dialect,
@@ -97,6 +98,7 @@ class Patient(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     patient_pseudonym: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_name: Mapped[str | None] = mapped_column(Text, index=True)
     patient_sex: Mapped[str | None] = mapped_column(String(16))
     patient_birth_date: Mapped[datetime.date | None] = mapped_column(Date)
     number_of_studies: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -120,6 +122,7 @@ class Study(Base):
     accession_number: Mapped[str | None] = mapped_column(String(64))
     study_id: Mapped[str | None] = mapped_column(String(64))
     study_description: Mapped[str | None] = mapped_column(Text)
+    referring_physician_name: Mapped[str | None] = mapped_column(Text)
     modalities_in_study: Mapped[str] = mapped_column(String(128))
     number_of_series: Mapped[int] = mapped_column(Integer, server_default="0")
     number_of_instances: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -173,6 +176,7 @@ class Instance(Base):
     rows: Mapped[int | None] = mapped_column(Integer)
     columns: Mapped[int | None] = mapped_column(Integer)
     number_of_frames: Mapped[int | None] = mapped_column(Integer)
+    bits_allocated: Mapped[int | None] = mapped_column(Integer)
     blob_digest: Mapped[str] = mapped_column(String(64), index=True)
     blob_size: Mapped[int] = mapped_column(BigInteger)
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("ingest_batch.id"))
@@ -245,6 +249,67 @@ class IngestItem(Base):
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
 
 
+class AppUser(Base):
+    """A user of the node's services, with one role (``biobank.access`` owns the rules)."""
+
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+
+
+class ApiToken(Base):
+    """An API token: a public id and the SHA-256 of its secret (the secret is never stored)."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_id: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
+    last_used_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
+
+
+class AccessLog(Base):
+    """One request that read or wrote patient data; append-only and hash-chained.
+
+    The migration adds triggers that refuse ``UPDATE`` and ``DELETE`` on this table; each
+    entry's ``entry_hash`` covers its fields and the previous entry's hash.
+    """
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    at: Mapped[datetime.datetime] = mapped_column(UtcDateTime(), index=True)
+    username: Mapped[str | None] = mapped_column(String(64), index=True)
+    role: Mapped[str | None] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    client: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class StudyOwner(Base):
+    """Which user uploaded (part of) a study: what an uploader may read back."""
+
+    __tablename__ = "study_owner"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), primary_key=True, index=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     if not isinstance(table, Table):  # pragma: no cover - declarative always makes a Table
@@ -258,10 +323,21 @@ SERIES = _table(Series)
 INSTANCE = _table(Instance)
 INGEST_BATCH = _table(IngestBatch)
 INGEST_ITEM = _table(IngestItem)
+APP_USER = _table(AppUser)
+API_TOKEN = _table(ApiToken)
+ACCESS_LOG = _table(AccessLog)
+STUDY_OWNER = _table(StudyOwner)
 
-PATIENT_FILLABLE = ("patient_sex", "patient_birth_date")
+PATIENT_FILLABLE = ("patient_name", "patient_sex", "patient_birth_date")
 """Patient columns filled from a later instance when still NULL (never overwritten)."""
-STUDY_FILLABLE = ("study_date", "study_time", "accession_number", "study_id", "study_description")
+STUDY_FILLABLE = (
+    "study_date",
+    "study_time",
+    "accession_number",
+    "study_id",
+    "study_description",
+    "referring_physician_name",
+)
 """Study columns filled from a later instance when still NULL."""
 SERIES_FILLABLE = (
     "modality",
@@ -283,6 +359,9 @@ def column_values(table: Table, names: tuple[str, ...], row: Any) -> dict[str, A
 
 
 __all__ = [
+    "ACCESS_LOG",
+    "API_TOKEN",
+    "APP_USER",
     "BIG_ID",
     "INGEST_BATCH",
     "INGEST_ITEM",
@@ -294,6 +373,10 @@ __all__ = [
     "SERIES_FILLABLE",
     "STUDY",
     "STUDY_FILLABLE",
+    "STUDY_OWNER",
+    "AccessLog",
+    "ApiToken",
+    "AppUser",
     "Base",
     "IngestBatch",
     "IngestItem",
@@ -301,6 +384,7 @@ __all__ = [
     "Patient",
     "Series",
     "Study",
+    "StudyOwner",
     "UtcDateTime",
     "column_values",
 ]

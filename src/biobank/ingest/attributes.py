@@ -60,6 +60,7 @@ def instance_record(
         blob_digest=blob_digest,
         blob_size=blob_size,
         header_json=header_json,
+        patient_name=_text(ds, 0x00100010, "PN", enc),
         patient_sex=_text(ds, 0x00100040, "CS", enc, 16),
         patient_birth_date=_date(ds, 0x00100030),
         study_date=_date(ds, 0x00080020),
@@ -67,6 +68,7 @@ def instance_record(
         accession_number=_text(ds, 0x00080050, "SH", enc, 64),
         study_id=_text(ds, 0x00200010, "SH", enc, 64),
         study_description=_text(ds, 0x00081030, "LO", enc),
+        referring_physician_name=_text(ds, 0x00080090, "PN", enc),
         modality=_text(ds, 0x00080060, "CS", enc, 16),
         series_number=_int(ds, 0x00200011),
         series_description=_text(ds, 0x0008103E, "LO", enc),
@@ -81,6 +83,7 @@ def instance_record(
         rows=_int(ds, 0x00280010),
         columns=_int(ds, 0x00280011),
         number_of_frames=_int(ds, 0x00280008),
+        bits_allocated=_int(ds, 0x00280100),
         deid_record_json=deid_record_json,
     )
 
