@@ -64,6 +64,7 @@ from biobank.catalog.schema import (
     SERIES,
     STUDY,
 )
+from biobank.catalog.search import DicomQuery, SearchResult, run_search
 from biobank.errors import InvalidInput, NotFound, StorageError
 
 logger = logging.getLogger(__name__)
@@ -477,6 +478,18 @@ class Catalog:
         stmt = page(stmt, limit, offset)
         with self._reading("finding instances") as conn:
             return [to_instance(row) for row in conn.execute(stmt).mappings()]
+
+    def search(self, query: DicomQuery) -> SearchResult:
+        """Run a DICOM query (QIDO-RS, C-FIND): see :mod:`biobank.catalog.search`.
+
+        Raises
+        ------
+        InvalidQuery
+            If a matching value is malformed (a date that is not a date) or paging is out of
+            range.
+        """
+        with self._reading(f"searching {query.level.value.lower()} level") as conn:
+            return run_search(conn, query)
 
     def instance_header(self, sop_instance_uid: str) -> dict[str, Any]:
         """The full header (DICOM JSON) of an instance.

@@ -23,7 +23,7 @@ import os
 import shutil
 import stat
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,9 @@ from biobank.store.keyring import (
 
 CONFIG_NAME = "node.yaml"
 CONFIG_VERSION = 1
+_KNOWN_KEYS = frozenset(
+    {"version", "node_id", "site", "role", "created", "profile", "database_url"}
+)
 
 
 class NodeRole(enum.StrEnum):
@@ -64,6 +67,8 @@ class NodeConfig:
     created: str
     profile: str = DEFAULT_PROFILE
     database_url: str | None = None
+    sections: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """Service settings kept as written (``http:``, ``dimse:``, ``oidc:``, ...)."""
 
     def to_yaml(self) -> str:
         """The file's text."""
@@ -77,6 +82,7 @@ class NodeConfig:
         }
         if self.database_url:
             data["database_url"] = self.database_url
+        data.update(self.sections)
         return "# Imaging Biobank node (biobank init)\n" + yaml.safe_dump(data, sort_keys=False)
 
     @classmethod
@@ -105,6 +111,7 @@ class NodeConfig:
             created=str(data.get("created", "")),
             profile=str(data.get("profile") or DEFAULT_PROFILE),
             database_url=str(url) if url else None,
+            sections={k: v for k, v in data.items() if k not in _KNOWN_KEYS},
         )
 
 
@@ -168,6 +175,24 @@ class Node:
         if self.role is not NodeRole.SITE:
             raise InvalidKey("a central node holds no site key: it never de-identifies")
         return read_key_file(self.key_path)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The settings under ``name:`` in ``node.yaml`` (empty when absent).
+
+        Raises
+        ------
+        InvalidInput
+            If ``name`` is present but not a mapping.
+        """
+        value = self.config.sections.get(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise InvalidInput(
+                f"{self.config_path}: '{name}' must be a mapping of settings, not "
+                f"{type(value).__name__}; see docs/service.md"
+            )
+        return dict(value)
 
     def profile(self) -> Profile:
         """The de-identification profile of a site node (a packaged name or a YAML file)."""
