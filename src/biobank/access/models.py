@@ -13,8 +13,12 @@ role           may store                              may read
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
+
+USERNAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
+"""A username: 1 to 64 letters, digits and ``. _ @ + -``, starting with a letter or digit."""
 
 Via: TypeAlias = Literal["token", "oidc", "local"]
 """How a principal authenticated: an API token, an OIDC bearer JWT, or locally (CLI)."""
@@ -120,4 +124,4 @@ class Principal:
         return self.is_admin
 
 
-__all__ = ["Permission", "Principal", "Role", "Via"]
+__all__ = ["USERNAME_PATTERN", "Permission", "Principal", "Role", "Via"]

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -726,14 +727,20 @@ class AccessRecords:
         """The entries matching every filter given, oldest first, streamed.
 
         ``since`` is inclusive, ``until`` exclusive; ``limit`` caps the count (None: all).
+        A caller that stops early should close the iterator (:func:`contextlib.closing`),
+        which ends the read at once.
         """
         stmt = self._entries_query(username, since, until, action).order_by(ACCESS_LOG.c.id)
         if limit is not None:
             stmt = stmt.limit(max(limit, 0))
         with self._catalog._reading("reading the access log") as conn:
             streaming = conn.execution_options(stream_results=True, yield_per=STREAM_ROWS)
-            for row in streaming.execute(stmt).mappings():
-                yield _to_entry(row)
+            result = streaming.execute(stmt)
+            try:
+                for row in result.mappings():
+                    yield _to_entry(row)
+            finally:
+                result.close()
 
     def list_access_entries(
         self,
@@ -774,20 +781,23 @@ class AccessRecords:
         """
         prev = GENESIS_HASH
         checked = 0
-        for entry in self.iter_access_entries():
-            checked += 1
-            if entry.prev_hash != prev:
-                return ChainReport(
-                    checked,
-                    entry.id,
-                    "its prev_hash is not the hash of the entry before it: an entry before "
-                    "it was removed or changed",
-                )
-            if access_entry_hash(prev, entry) != entry.entry_hash:
-                return ChainReport(
-                    checked, entry.id, "its entry_hash does not match its fields: it was changed"
-                )
-            prev = entry.entry_hash
+        with closing(self.iter_access_entries()) as entries:
+            for entry in entries:
+                checked += 1
+                if entry.prev_hash != prev:
+                    return ChainReport(
+                        checked,
+                        entry.id,
+                        "its prev_hash is not the hash of the entry before it: an entry before "
+                        "it was removed or changed",
+                    )
+                if access_entry_hash(prev, entry) != entry.entry_hash:
+                    return ChainReport(
+                        checked,
+                        entry.id,
+                        "its entry_hash does not match its fields: it was changed",
+                    )
+                prev = entry.entry_hash
         return ChainReport(checked)
 
     def verify_access_chain(self) -> int | None:
@@ -826,8 +836,9 @@ class AccessRecords:
                     dialect.insert(STUDY_OWNER)
                     .from_select(["study_id", "user_id", "created_at"], rows)
                     .on_conflict_do_nothing()
+                    .returning(STUDY_OWNER.c.study_id)
                 )
-                added += max(conn.execute(stmt).rowcount, 0)
+                added += len(conn.execute(stmt).all())
         return added
 
     def owned_study_uids(self, user_id: int) -> list[str]:

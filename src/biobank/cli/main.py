@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 import biobank
+from biobank.cli import access as access_commands
 from biobank.cli import node as node_commands
 from biobank.cli.common import fail, item_progress, out
 from biobank.config import get_settings
@@ -45,6 +46,7 @@ profile_app = typer.Typer(help="List and show de-identification profiles.", no_a
 app.add_typer(pseudonym_app, name="pseudonym")
 app.add_typer(profile_app, name="profile")
 node_commands.register(app)
+access_commands.register(app)
 
 
 def _version(value: bool) -> None:

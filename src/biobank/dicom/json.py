@@ -88,7 +88,9 @@ PIXEL_DATA_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
 
-def header_json(ds: Dataset, *, bulk_data_threshold: int = 1024) -> str:
+def header_json(
+    ds: Dataset, *, bulk_data_threshold: int = 1024, bulk_prefix: str = "bulk/"
+) -> str:
     """The DICOM JSON model (PS3.18 F.2) of ``ds`` as a compact JSON string, bulk data excluded.
 
     Keys are in ascending tag order, text is UTF-8 (not escaped), no whitespace.
@@ -99,7 +101,7 @@ def header_json(ds: Dataset, *, bulk_data_threshold: int = 1024) -> str:
     that cannot be converted is written as ``{"vr": VR}``. ``ds`` is not changed, but
     pydicom may cache the decoded form of an element it is asked to convert.
     """
-    return _Writer(bulk_data_threshold // 4 * 3).dataset(ds, "bulk/")
+    return _Writer(bulk_data_threshold // 4 * 3).dataset(ds, bulk_prefix)
 
 
 def header_dict(ds: Dataset, *, bulk_data_threshold: int = 1024) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from biobank.deid.check import check_deidentified
 from biobank.deid.models import PatientIdentity
 from biobank.dicom.io import read_dataset
 from biobank.dicom.json import header_json
+from biobank.dicom.values import read_strings
 from biobank.errors import BiobankError, InvalidDicom, QuarantineRequired
 from biobank.ingest.attributes import instance_record
 from biobank.ingest.node import Node, NodeRole
@@ -209,7 +210,13 @@ def _stages(item: SourceItem, data: bytes) -> _Result:
     problems = validate_instance(ds, transfer_syntax)
     if problems:
         raise InvalidDicom("; ".join(problems))
-    header = header_json(ds, bulk_data_threshold=BULK_DATA_THRESHOLD)
+    # BulkDataURIs are relative to the instance's series (WADO-RS prefixes the rest).
+    sop_instance_uid = read_strings(ds, 0x00080018, "UI", [])[0]
+    header = header_json(
+        ds,
+        bulk_data_threshold=BULK_DATA_THRESHOLD,
+        bulk_prefix=f"instances/{sop_instance_uid}/bulk/",
+    )
     blob = _worker["store"].put(stored)
     instance = instance_record(
         ds,

@@ -31,7 +31,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from biobank.catalog import BatchState, Catalog, ItemOutcome, ItemResult
+from biobank.catalog import BatchState, Catalog, InstanceRecord, ItemOutcome, ItemResult
+from biobank.catalog.access import AccessRecords
 from biobank.errors import StorageError
 from biobank.ingest.node import Node, NodeRole
 from biobank.ingest.pipeline import (
@@ -86,6 +87,7 @@ class IngestService:
         self._owns_catalog = catalog is None
         self.catalog = catalog if catalog is not None else node.open_catalog()
         close_stale_batches(self.catalog)
+        self._owners = AccessRecords(self.catalog)
         self._store = node.open_store(fsync=False)
         if self._key is not None:
             PseudonymMap(node.map_path, self._key).close()  # refuses a map of another key
@@ -137,7 +139,26 @@ class IngestService:
     ) -> list[ItemResult]:
         """Ingest ``items`` (name, bytes); return each item's result, in order.
 
-        The items are one batch whose source is ``channel`` (where they came from; no PHI),
+        See :meth:`store_records`, which also returns what was catalogued of each item.
+        """
+        stored = self.store_records(
+            items, channel=channel, owner_user_id=owner_user_id, batch_id=batch_id
+        )
+        return [result for result, _ in stored]
+
+    def store_records(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        channel: str,
+        owner_user_id: int | None = None,
+        batch_id: str | None = None,
+    ) -> list[tuple[ItemResult, InstanceRecord | None]]:
+        """Ingest ``items`` (name, bytes); return each item's result and record, in order.
+
+        The record (None for an item that was rejected before it could be read) holds the
+        stored instance's UIDs and main attributes, de-identified on a site node. The items
+        are one batch whose source is ``channel`` (where they came from; no PHI),
         unless ``batch_id`` names a batch opened by :meth:`begin`. ``owner_user_id``, when
         given, is recorded as an owner of every study the items were stored in (or found in,
         for duplicates): an uploader may read those back.
@@ -165,7 +186,8 @@ class IngestService:
             raise
         if own_batch:
             self._finish(batch, BatchState.COMPLETE, len(items))
-        return commit.outcome
+        records = [item.instance for item, _ in commit.results]
+        return list(zip(commit.outcome, records, strict=True))
 
     def close(self) -> None:
         """Finish the commits in flight, stop the workers and the commit thread."""
@@ -284,7 +306,7 @@ class IngestService:
             and result.outcome in (ItemOutcome.STORED, ItemOutcome.DUPLICATE)
         }
         if studies:
-            self.catalog.add_study_owners(commit.owner_user_id, sorted(studies))
+            self._owners.add_study_owners(commit.owner_user_id, sorted(studies))
 
     def _finish(self, batch_id: str, state: BatchState, expected: int | None) -> None:
         try:

@@ -1,0 +1,173 @@
+"""The node's HTTP service: DICOMweb under ``/dicomweb``, ``/healthz``, ``/metrics``, OpenAPI.
+
+:func:`create_app` builds the FastAPI app over an opened node; the services (catalogue,
+ingest pool, access control, access log) are created by the app's lifespan and closed with
+it. Every route but ``/healthz`` (and the OpenAPI pages) needs a bearer token.
+
+Request logs are one JSON object per request: method, route *template*, status, duration,
+user. Paths and query strings are never logged: they carry UIDs and search values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request, Response
+
+from biobank import __version__
+from biobank.access import AccessLogWriter, AccessService
+from biobank.access.oidc import OidcSettings
+from biobank.api import errors, qido, stow, wado
+from biobank.api.deps import AdminDep, HttpSettings, Services
+from biobank.api.metrics import Metrics
+from biobank.dicom.io import quiet_pydicom
+from biobank.ingest.node import Node
+from biobank.ingest.service import IngestService
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("biobank.api.requests")
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    """How to run the services of an app (the CLI fills it from its options)."""
+
+    jobs: int = 0
+    dimse: bool = False
+    dimse_port: int | None = None
+    dimse_host: str | None = None
+
+
+Hook = Callable[[Services], Callable[[], None]]
+
+
+def create_app(
+    node: Node, *, options: ServiceOptions | None = None, on_start: Hook | None = None
+) -> FastAPI:
+    """The app serving ``node``.
+
+    ``on_start`` is called with the services once they run and returns a function called at
+    shutdown (``biobank serve`` starts the DIMSE server that way).
+    """
+    options = options or ServiceOptions()
+    quiet_pydicom()  # its warnings quote header values
+    http = HttpSettings.from_mapping(node.section("http"), str(node.config_path))
+    oidc_section = node.section("oidc")
+    oidc = OidcSettings.from_mapping(oidc_section, str(node.config_path)) if oidc_section else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        catalog = node.open_catalog()
+        ingest = audit = None
+        stop: Callable[[], None] | None = None
+        try:
+            ingest = IngestService(node, jobs=options.jobs, catalog=catalog)
+            audit = AccessLogWriter(catalog)
+            svc = Services(
+                node=node,
+                catalog=catalog,
+                ingest=ingest,
+                store=node.open_store(fsync=False),
+                access=AccessService(catalog, oidc=oidc),
+                audit=audit,
+                metrics=Metrics(),
+                http=http,
+            )
+            app.state.services = svc
+            if on_start is not None:
+                stop = on_start(svc)
+            logger.info("node %s serving (%s role)", node.config.node_id, node.role.value)
+            yield
+        finally:
+            if stop is not None:
+                stop()
+            if ingest is not None:
+                ingest.close()
+            if audit is not None:
+                audit.close()
+            catalog.close()
+
+    app = FastAPI(
+        title="Imaging Biobank node",
+        version=__version__,
+        summary="DICOMweb (QIDO-RS, WADO-RS, STOW-RS) over a de-identified imaging catalogue",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    _install_logging(app)
+    for router in (qido.router, wado.router, stow.router):
+        app.include_router(router, prefix="/dicomweb")
+
+    @app.get("/healthz", tags=["service"], summary="Liveness and catalogue reachability")
+    def healthz(request: Request) -> Response:
+        """200 with the node id when the catalogue answers; 503 otherwise. No token needed."""
+        svc: Services = request.app.state.services
+        try:
+            revision = svc.catalog.schema_revision()
+        except Exception:  # noqa: BLE001 - reported as unhealthy
+            return Response(
+                json.dumps({"status": "unavailable", "catalog": "unreachable"}),
+                status_code=503,
+                media_type="application/json",
+            )
+        body = {
+            "status": "ok",
+            "node_id": node.config.node_id,
+            "role": node.role.value,
+            "schema": revision,
+            "version": __version__,
+        }
+        return Response(json.dumps(body), media_type="application/json")
+
+    @app.get("/metrics", tags=["service"], summary="Prometheus metrics (admin)")
+    def metrics(request: Request, caller: AdminDep) -> Response:
+        """The Prometheus text format: requests, latencies, ingest outcomes."""
+        svc: Services = request.app.state.services
+        return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _install_logging(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def _log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        svc: Services | None = getattr(request.app.state, "services", None)
+        if svc is not None:
+            svc.metrics.in_flight.inc()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            route = request.scope.get("route")
+            template = str(getattr(route, "path", "unmatched"))
+            if svc is not None:
+                svc.metrics.in_flight.dec()
+                svc.metrics.requests.labels(request.method, template, str(status)).inc()
+                svc.metrics.latency.labels(template).observe(elapsed)
+            principal = getattr(request.state, "principal", None)
+            access_logger.info(
+                "%s",
+                json.dumps(
+                    {
+                        "method": request.method,
+                        "route": template,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 2),
+                        "user": getattr(principal, "username", None),
+                    }
+                ),
+            )
+
+
+__all__ = ["ServiceOptions", "create_app"]

@@ -1,0 +1,160 @@
+"""What the routes share: the node's services, the caller, the settings of the HTTP service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from biobank.access import AccessLogWriter, AccessService, Principal
+from biobank.api.metrics import Metrics
+from biobank.catalog import Catalog
+from biobank.errors import InvalidInput, PermissionDenied
+from biobank.ingest.node import Node
+from biobank.ingest.service import IngestService
+from biobank.store.blobs import FileBlobStore
+
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The ``http:`` section of ``node.yaml`` (every key optional).
+
+    ``base_url``: the public URL of the service, for RetrieveURL and BulkDataURI (default:
+    taken from each request). ``max_upload_bytes``: the largest STOW-RS request body
+    (default 8 GiB; larger → 413). ``max_instance_bytes``: the largest single part
+    (default 2 GiB). ``store_group``: instances handed to the ingest pool at a time while a
+    STOW-RS body is still arriving (default 32).
+    """
+
+    base_url: str | None = None
+    max_upload_bytes: int = 8 * GiB
+    max_instance_bytes: int = 2 * GiB
+    store_group: int = 32
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], source: str) -> HttpSettings:
+        """Validate the ``http:`` mapping; errors name the key."""
+        known = {"base_url", "max_upload_bytes", "max_instance_bytes", "store_group"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInput(
+                f"{source}: unknown key http.{unknown[0]}; known keys: {', '.join(sorted(known))}"
+            )
+        values: dict[str, Any] = {}
+        for key in ("max_upload_bytes", "max_instance_bytes", "store_group"):
+            if key in data:
+                value = data[key]
+                if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                    raise InvalidInput(f"{source}: http.{key} must be a positive integer")
+                values[key] = value
+        if data.get("base_url") is not None:
+            url = str(data["base_url"]).rstrip("/")
+            if not url.startswith(("http://", "https://")):
+                raise InvalidInput(f"{source}: http.base_url must start with http:// or https://")
+            values["base_url"] = url
+        return cls(**values)
+
+
+@dataclass
+class Services:
+    """The node's services, created once by the app's lifespan."""
+
+    node: Node
+    catalog: Catalog
+    ingest: IngestService
+    store: FileBlobStore
+    access: AccessService
+    audit: AccessLogWriter
+    metrics: Metrics
+    http: HttpSettings
+
+
+def services(request: Request) -> Services:
+    """The services of the app serving ``request``."""
+    found: Services = request.app.state.services
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def principal(request: Request, svc: ServicesDep) -> Principal:
+    """The authenticated caller (bearer API token or OIDC JWT); 401 otherwise."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    found = svc.access.authenticate(request.headers.get("authorization"))
+    request.state.principal = found
+    return found
+
+
+PrincipalDep = Annotated[Principal, Depends(principal)]
+
+
+def reader(caller: PrincipalDep) -> Principal:
+    """A caller who may read patient data (some of it, for an uploader); 403 otherwise."""
+    if not caller.can_read_any:
+        raise PermissionDenied(
+            f"user {caller.username} ({caller.role}) may not read imaging data until a dataset "
+            "is granted to them; ask a curator or an administrator"
+        )
+    return caller
+
+
+def storer(caller: PrincipalDep) -> Principal:
+    """A caller who may store instances; 403 otherwise."""
+    if not caller.can_store:
+        raise PermissionDenied(
+            f"user {caller.username} ({caller.role}) may not store instances; the uploader, "
+            "curator and admin roles may"
+        )
+    return caller
+
+
+def admin(caller: PrincipalDep) -> Principal:
+    """An administrator; 403 otherwise."""
+    if not caller.is_admin:
+        raise PermissionDenied(f"user {caller.username} ({caller.role}) is not an administrator")
+    return caller
+
+
+ReaderDep = Annotated[Principal, Depends(reader)]
+StorerDep = Annotated[Principal, Depends(storer)]
+AdminDep = Annotated[Principal, Depends(admin)]
+
+
+def owner_filter(caller: Principal) -> int | None:
+    """The user whose studies alone ``caller`` may see (None: every study)."""
+    return caller.user_id if caller.reads_only_own else None
+
+
+def client_of(request: Request) -> str:
+    """The caller's address, for the access log."""
+    client = request.client
+    return f"{client.host}:{client.port}" if client is not None else "-"
+
+
+def base_url(request: Request, svc: Services) -> str:
+    """The URL of the DICOMweb root (``.../dicomweb``) as clients should use it."""
+    if svc.http.base_url:
+        return svc.http.base_url + "/dicomweb"
+    return str(request.base_url).rstrip("/") + "/dicomweb"
+
+
+__all__ = [
+    "AdminDep",
+    "HttpSettings",
+    "PrincipalDep",
+    "ReaderDep",
+    "Services",
+    "ServicesDep",
+    "StorerDep",
+    "base_url",
+    "client_of",
+    "owner_filter",
+    "principal",
+    "services",
+]
