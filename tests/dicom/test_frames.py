@@ -59,7 +59,10 @@ def decode_frame(ds: Dataset, frame: bytes) -> np.ndarray:
         single.PixelData = encapsulate([frame])
     else:
         single.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # frames are always LE
-        single.PixelData = frame
+        keyword = next(
+            k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in single
+        )
+        setattr(single, keyword, frame)
     return single.pixel_array
 
 
@@ -99,7 +102,9 @@ def test_native_multi_frame(
     dtype: type, photometric: str, bits: int, shape: tuple[int, ...]
 ) -> None:
     info = np.iinfo(dtype)
-    low, high = max(info.min, -(2 ** (bits - 1))), min(info.max, 2**bits - 1)
+    signed = info.min < 0
+    low = -(2 ** (bits - 1)) if signed else 0
+    high = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
     arr = RNG.integers(low, high, size=shape, endpoint=True).astype(dtype)
     data = encode(image(arr, photometric, bits))
     frames = extract_frames(data, [3, 1, 2])
@@ -178,7 +183,7 @@ def grey_frames(count: int = 4, rows: int = 16, cols: int = 12) -> np.ndarray:
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
 def test_pydicom_compressed_multi_frame(syntax: str) -> None:
-    ds = image(grey_frames(), "MONOCHROME2", 12)
+    ds = image(grey_frames(rows=64, cols=64) % 4096, "MONOCHROME2", 12)
     ds.compress(syntax)
     data = encode(ds)
     assert transfer_syntax_of(data) == syntax
@@ -282,7 +287,7 @@ def test_not_dicom() -> None:
 
 @pytest.mark.parametrize("compressed", [False, True])
 def test_one_frame_of_many_costs_one_frame_of_memory(compressed: bool) -> None:
-    arr = np.stack([np.full((128, 128), k, np.uint16) for k in range(100)])
+    arr = RNG.integers(0, 65535, size=(100, 128, 128), endpoint=True).astype(np.uint16)
     ds = image(arr, "MONOCHROME2", 16)
     if compressed:
         ds.compress(RLELossless)
@@ -295,6 +300,6 @@ def test_one_frame_of_many_costs_one_frame_of_memory(compressed: bool) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert len(frame) <= frame_bytes
+    assert len(frame) <= frame_bytes * 2  # RLE of noise is larger than the raw frame
     assert peak < len(data) // 4  # the pixel data are never copied whole
-    assert peak < 4 * frame_bytes + 200_000
+    assert peak < 8 * frame_bytes + 200_000

@@ -298,6 +298,12 @@ def test_encoding_refuses_unsafe_headers(headers: dict[str, str]) -> None:
         encode([(b"x", headers)], "B")
 
 
+@pytest.mark.parametrize("boundary", ["", "a" * 71, "ends with space ", "semi;colon", "caf\u00e9"])
+def test_encoding_refuses_a_boundary_rfc_2046_does_not_allow(boundary: str) -> None:
+    with pytest.raises(InvalidInput, match="RFC 2046"):
+        encode([(b"x", CT)], boundary)
+
+
 def test_new_boundary_is_a_unique_token() -> None:
     first, second = new_boundary(), new_boundary()
     assert first != second

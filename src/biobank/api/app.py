@@ -151,6 +151,8 @@ def _install_logging(app: FastAPI) -> None:
             elapsed = time.perf_counter() - started
             route = request.scope.get("route")
             template = str(getattr(route, "path", "unmatched"))
+            if request.url.path.startswith("/dicomweb/") and not template.startswith("/dicomweb"):
+                template = "/dicomweb" + template  # included routers report their own path
             if svc is not None:
                 svc.metrics.in_flight.dec()
                 svc.metrics.requests.labels(request.method, template, str(status)).inc()

@@ -220,7 +220,10 @@ async def _stow(request: Request, svc: Services, caller: Principal, study: str |
     upload = _Upload(svc, caller, study)
     interrupted = True
     try:
-        await _receive(request, upload, params["boundary"], body_type or "application/dicom")
+        try:
+            await _receive(request, upload, params["boundary"], body_type or "application/dicom")
+        except BaseExceptionGroup as group:  # the task group wraps what it raises
+            raise _first(group) from None
         interrupted = False
     finally:
         await run_in_threadpool(svc.ingest.end, upload.batch_id, interrupted=interrupted)
@@ -238,6 +241,14 @@ async def _stow(request: Request, svc: Services, caller: Principal, study: str |
     )
     body = json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
     return Response(body, status_code=status, media_type="application/dicom+json")
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a group (nested groups opened), the one the client should see."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _unsupported(media: str) -> Response:

@@ -45,6 +45,7 @@ from biobank.errors import InvalidDicom, InvalidInput, NotFound
 
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float, Double Float Pixel Data
 _HEADER_TAGS = [
+    0x00080016,  # SOP Class UID
     0x00280002,  # Samples per Pixel
     0x00280004,  # Photometric Interpretation
     0x00280008,  # Number of Frames
@@ -201,9 +202,9 @@ def _read_header(data: bytes, *, defer: bool) -> Dataset:
             f"the stored instance is not readable DICOM ({exc.__class__.__name__}); it may "
             "be truncated or corrupt — store it again"
         ) from None
-    if not len(ds):
+    if 0x00080016 not in ds:  # a raw data set (no DICM prefix) must at least be an instance
         raise InvalidDicom(
-            "the stored instance is not DICOM (no DICM prefix and no data elements); store it again"
+            "the stored instance is not DICOM (no DICM prefix and no SOP Class UID); store it again"
         )
     return ds
 

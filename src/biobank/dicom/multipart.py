@@ -43,6 +43,8 @@ _MAX_HEADER_BYTES = 64 * 1024
 #: The longest run of spaces and tabs accepted between a boundary and its line break.
 _MAX_PADDING = 64
 _HEADER_END = re.compile(rb"\n\r?\n")
+#: A boundary as RFC 2046 5.1.1 allows it (``bchars``), for writing.
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
 
 
 class PayloadTooLarge(InvalidInput):  # noqa: N818 - named after HTTP 413, like the tree
@@ -203,9 +205,9 @@ class MultipartReader:
             or boundary.endswith(" ")
         ):
             raise InvalidInput(
-                "the multipart boundary must be 1 to 70 printable ASCII characters not "
-                "ending with a space (RFC 2046 5.1.1); fix the boundary parameter of the "
-                "Content-Type header"
+                "the multipart boundary must be printable ASCII characters not ending with "
+                "a space, at most 70 (RFC 2046 5.1.1; up to 200 are read); fix the boundary "
+                "parameter of the Content-Type header"
             )
         if max_part_bytes < 0:
             raise ValueError("max_part_bytes must be >= 0")
@@ -417,9 +419,15 @@ def encode_multipart(
     Raises
     ------
     InvalidInput
-        A header name or value contains a line break or a non-Latin-1 character, or a part
-        body contains the delimiter (CRLF ``--boundary``); use :func:`new_boundary`.
+        The boundary is not RFC 2046 syntax, a header name or value contains a line break
+        or a non-Latin-1 character, or a part body contains the delimiter (CRLF
+        ``--boundary``); use :func:`new_boundary`.
     """
+    if not _BOUNDARY.fullmatch(boundary):
+        raise InvalidInput(
+            "a multipart boundary is 1 to 70 of the characters RFC 2046 5.1.1 allows "
+            "(letters, digits, '()+_,-./:=? and inner spaces); use new_boundary()"
+        )
     marker = b"--" + boundary.encode("ascii")
     delimiter = b"\r\n" + marker
     lead = b""

@@ -43,7 +43,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.pixels.utils import pixel_array
 
-from biobank.dicom.frames import transfer_syntax_of
+from biobank.dicom.frames import frame_count, transfer_syntax_of
 from biobank.errors import InvalidDicom, InvalidInput, NotFound
 
 #: Rendered media types and the Pillow format that writes them.
@@ -111,8 +111,7 @@ def render_frame(
     fmt = _pillow_format(media_type)
     checked = _check_window(window) if window is not None else None
     _check_options(viewport, quality)
-    ds = _header(data)
-    count = _frame_count(ds)
+    ds, count = _header(data)
     if isinstance(frame, bool) or not isinstance(frame, int) or not 1 <= frame <= count:
         raise NotFound(
             f"frame {frame} does not exist: the instance has {count} frame(s), numbered 1 "
@@ -131,8 +130,8 @@ def render_thumbnail(data: bytes, *, media_type: str = "image/jpeg", size: int =
     """
     fmt = _pillow_format(media_type)
     _check_options((size, size), 90)
-    ds = _header(data)
-    middle = (_frame_count(ds) + 1) // 2
+    ds, count = _header(data)
+    middle = (count + 1) // 2
     return _render(data, ds, middle - 1, fmt, None, (size, size), 90)
 
 
@@ -241,8 +240,11 @@ def _check_options(viewport: tuple[int, int] | None, quality: int) -> None:
 # -- reading and decoding ------------------------------------------------------------------
 
 
-def _header(data: bytes) -> Dataset:
-    """The data set without its pixel data value (which is neither read nor copied)."""
+def _header(data: bytes) -> tuple[Dataset, int]:
+    """The data set without its pixel data value (neither read nor copied), and its frames."""
+    count = frame_count(data)  # InvalidDicom when not DICOM
+    if count == 0:
+        raise NotFound("the instance has no pixel data; only image instances can be rendered")
     try:
         try:
             ds = dcmread(BytesIO(data), stop_before_pixels=True)
@@ -253,20 +255,7 @@ def _header(data: bytes) -> Dataset:
             f"the stored instance is not readable DICOM ({exc.__class__.__name__}); it may "
             "be truncated or corrupt — store it again"
         ) from None
-    if "Rows" not in ds or "Columns" not in ds:
-        raise NotFound(
-            "the instance has no image (no Rows and Columns); only image instances can be rendered"
-        )
-    return ds
-
-
-def _frame_count(ds: Dataset) -> int:
-    try:
-        return max(1, int(ds.get("NumberOfFrames") or 1))
-    except (TypeError, ValueError):
-        raise InvalidDicom(
-            "the instance's Number of Frames (0028,0008) is not a number; it cannot be rendered"
-        ) from None
+    return ds, count
 
 
 def _decode(data: bytes, index: int) -> np.ndarray[Any, Any]:
@@ -321,6 +310,8 @@ def _grey(
     arr: np.ndarray[Any, Any], ds: Dataset, index: int, window: tuple[float, float, str] | None
 ) -> np.ndarray[Any, Any]:
     values = _modality(arr, ds, index)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)  # float pixel data
     if window is None:
         window = _header_window(ds, index)
     if window is not None:
@@ -377,7 +368,7 @@ def _header_window(ds: Dataset, index: int) -> tuple[float, float, str] | None:
             function = str(source.get("VOILUTFunction") or "LINEAR")
             return _check_window((center, width, function))
         except (InvalidInput, TypeError, ValueError, IndexError):
-            return None  # lenient: an unusable header window falls back to the next rule
+            continue  # lenient: an unusable header window falls back to the next rule
     return None
 
 

@@ -1,0 +1,96 @@
+"""``biobank serve``: the node's HTTP (DICOMweb) and DIMSE services."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from biobank.api import ServiceOptions, create_app
+from biobank.api.deps import Services
+from biobank.cli.common import HomeOption, console, fail, load_node
+from biobank.cli.node import _log_to_node
+from biobank.dimse import DimseServer, DimseSettings
+from biobank.errors import BiobankError
+
+logger = logging.getLogger(__name__)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to ``app``."""
+    app.command("serve")(serve)
+
+
+def _dimse_hook(
+    settings: DimseSettings,
+) -> Callable[[Services], Callable[[], None]]:
+    def start(svc: Services) -> Callable[[], None]:
+        def audit(action: str, resource: str, status: int, client: str, detail: str) -> None:
+            svc.audit.record(None, action, resource, status, client, detail)
+
+        server = DimseServer(
+            svc.node, settings=settings, ingest=svc.ingest, catalog=svc.catalog, audit=audit
+        )
+        server.start()
+        console.print(
+            f"DIMSE: AE title [bold]{settings.ae_title}[/] on {settings.host}:{server.port} "
+            f"(callers allowed: {', '.join(settings.allowed_callers) or 'none — see docs/dimse.md'})",
+            highlight=False,
+        )
+        return server.stop
+
+    return start
+
+
+def serve(
+    home: HomeOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (HTTP).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="HTTP port.")] = 8000,
+    dimse_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="DIMSE port (default: node.yaml dimse.port, else 11112)."
+        ),
+    ] = None,
+    no_dimse: Annotated[bool, typer.Option("--no-dimse", help="Serve HTTP only.")] = False,
+    jobs: Annotated[
+        int, typer.Option(min=0, help="Ingest worker processes (0: one per core).")
+    ] = 0,
+) -> None:
+    """Serve DICOMweb on http://HOST:PORT/dicomweb and DIMSE on DIMSE_PORT until Ctrl-C.
+
+    Every route but /healthz needs a bearer token: create one with
+    `biobank user add NAME --role ROLE` and `biobank token create NAME`.
+    """
+    node = load_node(home)
+    _log_to_node(node)
+    hook = None
+    if not no_dimse:
+        try:
+            section = node.section("dimse")
+            if dimse_port is not None:
+                section["port"] = dimse_port
+            section.setdefault("host", host)
+            settings = DimseSettings.from_mapping(section, str(node.config_path))
+        except BiobankError as exc:
+            raise fail(str(exc)) from None
+        hook = _dimse_hook(settings)
+    try:
+        app = create_app(node, options=ServiceOptions(jobs=jobs), on_start=hook)
+    except BiobankError as exc:
+        raise fail(str(exc)) from None
+    console.print(
+        f"Imaging Biobank node [bold]{node.config.node_id}[/] ({node.role.value}) — "
+        f"DICOMweb at http://{host}:{port}/dicomweb, API docs at http://{host}:{port}/docs",
+        highlight=False,
+    )
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    uvicorn.Server(config).run()
+
+
+__all__ = ["register", "serve"]
