@@ -39,6 +39,19 @@ COMMANDS = [
     ["ls", "instances"],
     ["ls", "problems"],
     ["ls", "batches"],
+    ["user"],
+    ["user", "add"],
+    ["user", "list"],
+    ["user", "disable"],
+    ["user", "enable"],
+    ["user", "set-role"],
+    ["token"],
+    ["token", "create"],
+    ["token", "list"],
+    ["token", "revoke"],
+    ["audit"],
+    ["audit", "list"],
+    ["audit", "verify"],
 ]
 
 

@@ -105,7 +105,7 @@ def test_native_multi_frame(
     signed = info.min < 0
     low = -(2 ** (bits - 1)) if signed else 0
     high = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
-    arr = RNG.integers(low, high, size=shape, endpoint=True).astype(dtype)
+    arr: np.ndarray = RNG.integers(low, high, size=shape, endpoint=True).astype(dtype)
     data = encode(image(arr, photometric, bits))
     frames = extract_frames(data, [3, 1, 2])
     frame_size = arr[0].nbytes
@@ -303,3 +303,10 @@ def test_one_frame_of_many_costs_one_frame_of_memory(compressed: bool) -> None:
     assert len(frame) <= frame_bytes * 2  # RLE of noise is larger than the raw frame
     assert peak < len(data) // 4  # the pixel data are never copied whole
     assert peak < 8 * frame_bytes + 200_000
+
+
+def test_truncated_file_meta() -> None:
+    data = to_bytes(make_ct_series(make_patient_phi(0), n_slices=1, rows=8, cols=8)[0])
+    for cut in (140, 150, 170):
+        with pytest.raises(InvalidDicom):
+            transfer_syntax_of(data[:cut])

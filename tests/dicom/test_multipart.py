@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -245,17 +244,17 @@ def test_bad_boundary_is_refused(boundary: str) -> None:
         MultipartReader(boundary, max_part_bytes=10)
 
 
-def test_reading_is_linear_in_the_body_size() -> None:
+def test_small_feeds_with_near_misses_everywhere() -> None:
+    # 16 000 feeds of a body full of near-delimiters: a quadratic re-scan would take minutes
+    # (the suite's timeout notices); the result must be exact.
     size = 8 << 20
     body = encode([(b"\r\n-" * (size // 3), CT)])  # near-misses everywhere
     reader = MultipartReader(BOUNDARY, max_part_bytes=size)
-    started = time.perf_counter()
     parts = []
-    for start in range(0, len(body), 512):  # 16 000 feeds: quadratic re-scans would take minutes
+    for start in range(0, len(body), 512):
         parts += reader.feed(body[start : start + 512])
     reader.close()
-    assert len(parts[0].body) == size // 3 * 3
-    assert time.perf_counter() - started < 5
+    assert len(parts) == 1 and parts[0].body == b"\r\n-" * (size // 3)
 
 
 # -- writing -------------------------------------------------------------------------------

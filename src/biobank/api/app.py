@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 
 from biobank import __version__
 from biobank.access import AccessLogWriter, AccessService
@@ -100,6 +101,14 @@ def create_app(
     )
     errors.install(app)
     _install_logging(app)
+    if http.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(http.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Accept", "Content-Type"],
+            expose_headers=["Warning", "Content-Location"],
+        )
     for router in (qido.router, wado.router, stow.router):
         app.include_router(router, prefix="/dicomweb")
 

@@ -26,18 +26,27 @@ class HttpSettings:
     taken from each request). ``max_upload_bytes``: the largest STOW-RS request body
     (default 8 GiB; larger → 413). ``max_instance_bytes``: the largest single part
     (default 2 GiB). ``store_group``: instances handed to the ingest pool at a time while a
-    STOW-RS body is still arriving (default 32).
+    STOW-RS body is still arriving (default 32). ``cors_origins``: web origins allowed to
+    call the service from a browser (a viewer such as OHIF served elsewhere), e.g.
+    ``["http://localhost:3000"]``; none by default.
     """
 
     base_url: str | None = None
     max_upload_bytes: int = 8 * GiB
     max_instance_bytes: int = 2 * GiB
     store_group: int = 32
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str) -> HttpSettings:
         """Validate the ``http:`` mapping; errors name the key."""
-        known = {"base_url", "max_upload_bytes", "max_instance_bytes", "store_group"}
+        known = {
+            "base_url",
+            "max_upload_bytes",
+            "max_instance_bytes",
+            "store_group",
+            "cors_origins",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidInput(
@@ -55,6 +64,14 @@ class HttpSettings:
             if not url.startswith(("http://", "https://")):
                 raise InvalidInput(f"{source}: http.base_url must start with http:// or https://")
             values["base_url"] = url
+        origins = data.get("cors_origins") or []
+        if not isinstance(origins, list) or not all(
+            isinstance(o, str) and o.startswith(("http://", "https://")) for o in origins
+        ):
+            raise InvalidInput(
+                f"{source}: http.cors_origins must be a list of origins like http://host:3000"
+            )
+        values["cors_origins"] = tuple(o.rstrip("/") for o in origins)
         return cls(**values)
 
 

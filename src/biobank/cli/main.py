@@ -14,6 +14,7 @@ from rich.table import Table
 import biobank
 from biobank.cli import access as access_commands
 from biobank.cli import node as node_commands
+from biobank.cli import serve as serve_commands
 from biobank.cli.common import fail, item_progress, out
 from biobank.config import get_settings
 from biobank.deid import (
@@ -47,6 +48,7 @@ app.add_typer(pseudonym_app, name="pseudonym")
 app.add_typer(profile_app, name="profile")
 node_commands.register(app)
 access_commands.register(app)
+serve_commands.register(app)
 
 
 def _version(value: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -13,7 +13,6 @@ from biobank.api import ServiceOptions, create_app
 from biobank.api.deps import Services
 from biobank.cli.common import HomeOption, console, fail, load_node
 from biobank.cli.node import _log_to_node
-from biobank.dimse import DimseServer, DimseSettings
 from biobank.errors import BiobankError
 
 logger = logging.getLogger(__name__)
@@ -24,9 +23,9 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
 
 
-def _dimse_hook(
-    settings: DimseSettings,
-) -> Callable[[Services], Callable[[], None]]:
+def _dimse_hook(settings: Any) -> Callable[[Services], Callable[[], None]]:
+    from biobank.dimse import DimseServer
+
     def start(svc: Services) -> Callable[[], None]:
         def audit(action: str, resource: str, status: int, client: str, detail: str) -> None:
             svc.audit.record(None, action, resource, status, client, detail)
@@ -35,12 +34,14 @@ def _dimse_hook(
             svc.node, settings=settings, ingest=svc.ingest, catalog=svc.catalog, audit=audit
         )
         server.start()
+        stop: Callable[[], None] = server.stop
+        callers = ", ".join(settings.allowed_callers) or "none — see docs/dimse.md"
         console.print(
             f"DIMSE: AE title [bold]{settings.ae_title}[/] on {settings.host}:{server.port} "
-            f"(callers allowed: {', '.join(settings.allowed_callers) or 'none — see docs/dimse.md'})",
+            f"(callers allowed: {callers})",
             highlight=False,
         )
-        return server.stop
+        return stop
 
     return start
 
@@ -74,6 +75,8 @@ def serve(
             if dimse_port is not None:
                 section["port"] = dimse_port
             section.setdefault("host", host)
+            from biobank.dimse import DimseSettings  # only when DIMSE is served
+
             settings = DimseSettings.from_mapping(section, str(node.config_path))
         except BiobankError as exc:
             raise fail(str(exc)) from None

@@ -79,7 +79,7 @@ def transfer_syntax_of(data: bytes) -> str:
     Raises
     ------
     InvalidDicom
-        ``data`` is not a DICOM file.
+        ``data`` is not a DICOM file, or its file meta has no Transfer Syntax UID.
     """
     if len(data) >= 132 and data[128:132] == b"DICM":
         pos = 132
@@ -87,14 +87,20 @@ def transfer_syntax_of(data: bytes) -> str:
             element = data[pos + 2 : pos + 4]
             vr = data[pos + 4 : pos + 6]
             if vr in _LONG_VRS:
+                if pos + 12 > len(data):
+                    break
                 (length,) = struct.unpack_from("<I", data, pos + 8)
                 start = pos + 12
             else:
                 (length,) = struct.unpack_from("<H", data, pos + 6)
                 start = pos + 8
-            if element == b"\x10\x00":
+            if element == b"\x10\x00" and start + length <= len(data):
                 return data[start : start + length].decode("ascii", "replace").strip("\0 ")
             pos = start + length
+        raise InvalidDicom(
+            "the stored instance's file meta information has no Transfer Syntax UID "
+            "(0002,0010) or is truncated; store the instance again"
+        )
     ds = _read_header(data, defer=True)
     meta = getattr(ds, "file_meta", None)
     syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""

@@ -24,14 +24,6 @@ from pydicom import Dataset
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.multival import MultiValue
-from pynetdicom.sop_class import (
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelGet,
-    PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-)
 
 from biobank.catalog import Catalog, InstanceSummary
 from biobank.catalog.search import MAX_LIMIT, DicomQuery, QueryLevel, tag_vr
@@ -51,14 +43,22 @@ MAX_SUBOPERATIONS = 65535
 PATIENT_ROOT = "PATIENT"
 STUDY_ROOT = "STUDY"
 
-#: The Q/R information model of each SOP class: its root.
+PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
+PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
+PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+VERIFICATION = "1.2.840.10008.1.1"
+
+#: The Q/R information model (its root) of each SOP class served (PS3.4 C.6).
 MODELS: dict[str, str] = {
-    PatientRootQueryRetrieveInformationModelFind: PATIENT_ROOT,
-    PatientRootQueryRetrieveInformationModelMove: PATIENT_ROOT,
-    PatientRootQueryRetrieveInformationModelGet: PATIENT_ROOT,
-    StudyRootQueryRetrieveInformationModelFind: STUDY_ROOT,
-    StudyRootQueryRetrieveInformationModelMove: STUDY_ROOT,
-    StudyRootQueryRetrieveInformationModelGet: STUDY_ROOT,
+    PATIENT_ROOT_FIND: PATIENT_ROOT,
+    PATIENT_ROOT_MOVE: PATIENT_ROOT,
+    PATIENT_ROOT_GET: PATIENT_ROOT,
+    STUDY_ROOT_FIND: STUDY_ROOT,
+    STUDY_ROOT_MOVE: STUDY_ROOT,
+    STUDY_ROOT_GET: STUDY_ROOT,
 }
 
 _LEVELS = {level.value: level for level in QueryLevel}
@@ -72,9 +72,7 @@ _UNIQUE = {
 }
 #: VRs whose values are text in the Specific Character Set (the others are ASCII).
 _CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
-_TEXT_VRS = _CHARSET_VRS | frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"}
-)
+_TEXT_VRS = _CHARSET_VRS | frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
 _SKIPPED_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
 
@@ -128,7 +126,7 @@ def _converted(element: DataElement) -> str | None:
 def _keys(identifier: Dataset) -> Iterator[_Key]:
     """Every top-level element but Query/Retrieve Level and Specific Character Set."""
     encodings = _encodings(identifier)
-    for tag in identifier.keys():
+    for tag in identifier.keys():  # noqa: SIM118 - iterating the dataset converts values
         number = int(tag)
         if number in (QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET) or tag.group in (0, 2):
             continue
@@ -177,7 +175,7 @@ def _single_uid(value: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class FindRequest:
-    """A checked C-FIND identifier.
+    r"""A checked C-FIND identifier.
 
     Attributes
     ----------
@@ -217,7 +215,7 @@ class FindRequest:
 
     def response(self, match: Mapping[str, Any], retrieve_ae_title: str) -> Dataset:
         """The response identifier for one match (DICOM JSON): the requested keys only."""
-        wanted = {tag: vr for tag, vr in self.return_keys}
+        wanted = dict(self.return_keys)
         kept = {
             key: element
             for key, element in match.items()
@@ -359,6 +357,13 @@ def retrieve_instances(
 
 __all__ = [
     "MAX_SUBOPERATIONS",
+    "PATIENT_ROOT_FIND",
+    "PATIENT_ROOT_GET",
+    "PATIENT_ROOT_MOVE",
+    "STUDY_ROOT_FIND",
+    "STUDY_ROOT_GET",
+    "STUDY_ROOT_MOVE",
+    "VERIFICATION",
     "MODELS",
     "PATIENT_ROOT",
     "STUDY_ROOT",
