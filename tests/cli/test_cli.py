@@ -52,6 +52,7 @@ COMMANDS = [
     ["audit"],
     ["audit", "list"],
     ["audit", "verify"],
+    ["push"],
 ]
 
 
