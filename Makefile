@@ -72,6 +72,8 @@ bench: install
 	  --json ingest-results.json || rc=1; \
 	timeout --foreground -k 60 5400 $(BIN)/python bench/catalog_scale.py --workdir "$$dir" \
 	  --json catalog-results.json || rc=1; \
+	timeout --foreground -k 60 1800 $(BIN)/python bench/dicomweb.py --workdir "$$dir" \
+	  --json dicomweb-results.json || rc=1; \
 	exit $$rc
 
 clean:

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,26 +63,6 @@ STOP_GRACE_S = 20.0
 # Study, series, instance UIDs and the attributes the checks read (DICOM JSON keys).
 STUDY, SERIES, SOP = "0020000D", "0020000E", "00080018"
 PATIENT_ID, PATIENT_NAME = "00100020", "00100010"
-
-# The uvicorn stand-in for `biobank serve` while that command is not registered: the same
-# app, the same uvicorn settings, the same INFO log file in the home.
-SERVE_FALLBACK = """
-import logging, sys
-from pathlib import Path
-import uvicorn
-from biobank.api import create_app
-from biobank.ingest.node import open_node
-node = open_node(Path(sys.argv[1]))
-node.log_path.parent.mkdir(parents=True, exist_ok=True)
-handler = logging.FileHandler(node.log_path, encoding="utf-8")
-handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-handler.setLevel(logging.INFO)
-logging.getLogger("biobank").addHandler(handler)
-logging.getLogger("biobank").setLevel(logging.INFO)
-config = uvicorn.Config(create_app(node), host="127.0.0.1", port=int(sys.argv[2]),
-                        log_config=None, access_log=False, lifespan="on")
-uvicorn.Server(config).run()
-"""
 
 
 class Unavailable(RuntimeError):
@@ -154,41 +134,21 @@ class Server:
 @contextlib.contextmanager
 def orthanc(folder: Path) -> Iterator[Server]:
     """Orthanc + DICOMweb with fresh storage (bench/peers.py), stopped on exit."""
-    try:
-        context = peers.orthanc_server(folder)
-        found = context.__enter__()
-    except peers.PeerUnavailable as exc:
-        raise Unavailable(str(exc)) from exc
-    try:
+    with peers.orthanc_server(folder) as found:
         yield Server("orthanc", f"{found.url}/dicom-web", found.process.pid, folder, found.log)
-    finally:
-        context.__exit__(None, None, None)
 
 
-@dataclass(frozen=True)
-class Launcher:
-    """How ours is started: ``biobank serve`` when registered, else uvicorn on create_app."""
-
-    name: str
-    exe: str | None
-
-    @classmethod
-    def find(cls) -> Launcher:
-        try:
-            exe = _biobank_exe()
-        except Exception:  # noqa: BLE001 - not installed: the fallback runs from the source
-            return cls("uvicorn on biobank.api.create_app (no biobank executable)", None)
-        proc = subprocess.run(
-            [exe, "serve", "--help"], capture_output=True, check=False, timeout=120
-        )
-        if proc.returncode == 0:
-            return cls("biobank serve --no-dimse", exe)
-        return cls("uvicorn on biobank.api.create_app (`biobank serve` not available yet)", None)
-
-    def command(self, home: Path, port: int) -> list[str]:
-        if self.exe is not None:
-            return [self.exe, "serve", "--home", str(home), "--port", str(port), "--no-dimse"]
-        return [sys.executable, "-c", SERVE_FALLBACK, str(home), str(port)]
+def serve_command() -> list[str]:
+    """``biobank serve --no-dimse`` (``--home`` and ``--port`` are added per server)."""
+    try:
+        exe = _biobank_exe()
+    except Exception as exc:  # noqa: BLE001 - reported as unavailable
+        raise Unavailable(f"biobank is not installed: {exc}") from exc
+    proc = subprocess.run([exe, "serve", "--help"], capture_output=True, check=False, timeout=120)
+    if proc.returncode != 0:
+        lines = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip().splitlines()
+        raise Unavailable(f"`biobank serve` does not run: {lines[-1] if lines else '?'}")
+    return [exe, "serve", "--no-dimse"]
 
 
 def _user_tokens(home: Path, role: NodeRole) -> tuple[str, str]:
@@ -223,7 +183,7 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def our_node(folder: Path, role: NodeRole, launcher: Launcher) -> Iterator[Server]:
+def our_node(folder: Path, role: NodeRole, command: list[str]) -> Iterator[Server]:
     """A fresh node home of ``role`` served over HTTP on a free loopback port."""
     home = folder / "home"
     upload_token, admin_token = _user_tokens(home, role)
@@ -233,7 +193,7 @@ def our_node(folder: Path, role: NodeRole, launcher: Launcher) -> Iterator[Serve
     env["PYTHONNOUSERSITE"] = "1"
     with log.open("wb") as log_file:
         proc = subprocess.Popen(
-            launcher.command(home, port),
+            [*command, "--home", str(home), "--port", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -289,6 +249,13 @@ class StowRun:
     client_cpu_seconds: float
     other_cpu_pct: float
     requests: int
+    first_response_s: float  # from the start to the first answer (ours: pool start-up)
+
+    @property
+    def rate_after_first(self) -> float:
+        """Instances/s after the first answer (meaningful with one client)."""
+        rest = self.seconds - self.first_response_s
+        return (self.instances - BATCH) / rest if rest > 0 and self.instances > BATCH else math.nan
 
 
 @dataclass
@@ -312,10 +279,13 @@ class StowRow:
         return statistics.median(r.other_cpu_pct for r in self.runs) if self.runs else math.nan
 
 
-def stow(server: Server, files: list[Path], clients: int, deadline_s: float) -> peers.SendResult:
+def stow(
+    server: Server, files: list[Path], clients: int, deadline_s: float
+) -> tuple[peers.SendResult, float]:
     """POST ``files`` to ``{root}/studies`` in bodies of BATCH, with ``clients`` threads; every
-    answer must reference every instance sent."""
+    answer must reference every instance sent. Also returns when the first answer came."""
     url = f"{server.root}/studies"
+    answered: list[float] = []
 
     def send(client: httpx.Client, paths: list[Path]) -> int:
         boundary = f"bench-{uuid.uuid4().hex}"
@@ -328,6 +298,7 @@ def stow(server: Server, files: list[Path], clients: int, deadline_s: float) -> 
                 **server.store_headers,
             },
         )
+        answered.append(time.perf_counter())
         if response.status_code != 200:
             raise peers.PeerFailed(f"STOW-RS: HTTP {response.status_code} {response.text[:400]}")
         body = response.json()
@@ -342,13 +313,18 @@ def stow(server: Server, files: list[Path], clients: int, deadline_s: float) -> 
         return len(referenced)
 
     work = [files[i : i + BATCH] for i in range(0, len(files), BATCH)]
-    return peers._run_clients(work, clients, deadline_s, send)
+    start = time.perf_counter()
+    sent = peers._run_clients(work, clients, deadline_s, send)
+    return sent, min(answered, default=math.nan) - start
 
 
 @dataclass
 class Context:
+    """What every STOW-RS run needs."""
+
     corpus_files: list[Path]
-    launcher: Launcher
+    serve: list[str] | None  # ours: the command, None when it does not run
+    serve_error: str
     timeout: float
     site_input: list[Path] = field(default_factory=list)  # central's input: site blobs
 
@@ -357,7 +333,9 @@ def _start(kind: str, folder: Path, ctx: Context) -> contextlib.AbstractContextM
     if kind == "orthanc":
         return orthanc(folder)
     role = NodeRole.SITE if kind == "site" else NodeRole.CENTRAL
-    return our_node(folder, role, ctx.launcher)
+    if ctx.serve is None:
+        raise Unavailable(ctx.serve_error)
+    return our_node(folder, role, ctx.serve)
 
 
 def _count_held(server: Server) -> int:
@@ -380,11 +358,14 @@ def measure_stow(
     subprocess.run(["sync"], check=False)  # the previous run's writes, untimed
     _warm(files)
     with contextlib.ExitStack() as stack:  # the server stops here unless moved to ``keep``
-        server = stack.enter_context(_start(row.server, folder, ctx))
+        try:
+            server = stack.enter_context(_start(row.server, folder, ctx))
+        except peers.PeerUnavailable as exc:
+            raise Unavailable(str(exc)) from exc
         cpu0 = server.cpu_seconds()
         try:
             with Probe() as probe:
-                sent = stow(server, files, row.clients, ctx.timeout)
+                sent, first = stow(server, files, row.clients, ctx.timeout)
         except peers.PeerFailed as exc:
             raise Failed(f"{exc}\nserver log:\n{server.log_tail(8)}") from exc
         server_cpu = server.cpu_seconds() - cpu0
@@ -400,6 +381,7 @@ def measure_stow(
                 sent.client_cpu_seconds,
                 probe.other_cpu_pct(server_cpu),
                 sent.requests,
+                first,
             )
         )
         if keep is not None:
@@ -523,14 +505,17 @@ def _value(item: dict[str, Any], key: str) -> str:
 
 
 def _prefixes(names: list[str], *, ascii_only: bool) -> list[str]:
-    """Three-letter ASCII prefixes, or the shortest prefix (≥ 3) ending on a non-ASCII letter
-    of the family name."""
+    """ASCII: the first three letters (fewer when a non-ASCII one comes sooner). Non-ASCII: the
+    shortest prefix (of three letters or more) that ends on a non-ASCII letter."""
     found: set[str] = set()
     for name in names:
         family = name.split("^")[0]
         if ascii_only:
-            if len(family) >= 3 and family[:3].isascii() and family[:3].isalpha():
-                found.add(family[:3])
+            head = family[:3]
+            while head and not (head.isascii() and head.isalnum()):
+                head = head[:-1]
+            if head:
+                found.add(head)
             continue
         for i, char in enumerate(family):
             if not char.isascii():
@@ -639,7 +624,7 @@ def measure_latency(
     samples: int,
     warmup: int,
     notes: dict[str, dict[str, str]],
-) -> tuple[list[Latency], dict[str, float]]:
+) -> tuple[list[Latency], dict[str, Any]]:
     """Every kind in turn; within a kind, one GET per server in turn (so that a busy spell of
     the machine falls on all of them)."""
     rows: list[Latency] = []
@@ -662,10 +647,9 @@ def measure_latency(
                     for s in servers:
                         row = current[s.kind]
                         queries = plans[s.kind][kind]
-                        if row.status != "ok" or not queries:
-                            row.status, row.error = row.status, row.error or "no query to send"
-                            if not queries:
-                                row.status = "unavailable"
+                        if not queries:
+                            row.status, row.error = "unavailable", "nothing to search for"
+                        if row.status != "ok":
                             continue
                         query = queries[i % len(queries)]
                         try:
@@ -682,7 +666,7 @@ def measure_latency(
                             _check(response, query, row)
                 rows += current.values()
         server_cpu = sum(s.cpu_seconds() - cpu0[s.kind] for s in servers)
-        phase = {
+        phase: dict[str, Any] = {
             "seconds": probe.seconds,
             "server_cpu_seconds": server_cpu,
             "other_cpu_pct": probe.other_cpu_pct(server_cpu),
@@ -690,11 +674,14 @@ def measure_latency(
         for s in servers:  # ours on an original non-ASCII name: must answer 200, no match
             if prefix := notes.get(s.kind, {}).get("non-ascii-probe"):
                 path = f"studies?PatientName={quote(prefix, safe='')}*"
-                response = clients[s.kind].get(f"{s.root}/{path}", headers=_accept(s))
-                body = response.json() if response.status_code == 200 else None
+                try:
+                    response = clients[s.kind].get(f"{s.root}/{path}", headers=_accept(s))
+                    body = response.json() if response.status_code == 200 else None
+                except (httpx.HTTPError, ValueError) as exc:
+                    response, body = None, f"{type(exc).__name__}: {exc}"
                 phase[f"{s.kind}_non_ascii_probe"] = {
                     "path": path,
-                    "status": response.status_code,
+                    "status": response.status_code if response is not None else body,
                     "matches": len(body) if isinstance(body, list) else None,
                 }
     finally:
@@ -813,7 +800,7 @@ def _table(
     lines = [
         f"## DICOMweb — {corpus['files']:,} instances (CT and MR), {corpus['mbytes']:,.0f} MB: "
         f"{env['orthanc']} + DICOMweb {env['orthanc_dicomweb'].split('+')[0]} against "
-        f"biobank {env['biobank']} ({env['launcher']})",
+        f"biobank {env['biobank']} (`biobank serve`)",
         "",
         "| measurement | Orthanc | ours, site | ours, central | site vs Orthanc | "
         "central vs Orthanc | target: site | target: central |",
@@ -842,7 +829,7 @@ def _table(
             f"{_latency_cell(lat.get((kind, 'central')), kind)} | {site_ratio} | "
             f"{central_ratio} | {site_verdict} | {central_verdict} |"
         )
-    stow_other = [r.other_cpu_pct for r in stow_rows if r.runs]
+    stow_other = [r.other_cpu_pct for r in stow_rows if r.runs] or [math.nan]
     samples = next((len(r.samples_ms) for r in latency if r.samples_ms), 0)
     lines += [
         "",
@@ -853,10 +840,24 @@ def _table(
         "the last run (each holding the whole input); vs Orthanc = Orthanc p95 ÷ ours p95 "
         "(target: ours p95 below Orthanc's, with right answers).",
         f"Other CPU (machine load outside the bench): STOW-RS runs "
-        f"{_fmt(min(stow_other, default=math.nan), 0)}–{_fmt(max(stow_other, default=math.nan), 0)} %, "
+        f"{_fmt(min(stow_other), 0)}–{_fmt(max(stow_other), 0)} %, "
         f"latency phase {_fmt(phase.get('other_cpu_pct', math.nan), 0)} % of "
         f"{os.cpu_count()} cores.",
     ]
+    firsts, after = [], []
+    for server in SERVERS:
+        runs = [r for row in stow_rows if row.server == server for r in row.runs]
+        if runs:
+            firsts.append(f"{server} {statistics.median(r.first_response_s for r in runs):.2f} s")
+        if one := by.get((server, 1)):
+            rates = [r.rate_after_first for r in one.runs]
+            after.append(f"{server} {_fmt(statistics.median(rates)) if rates else '–'}/s")
+    if firsts:
+        lines.append(
+            f"First STOW-RS answer ({BATCH} instances) after: {', '.join(firsts)} (median over "
+            f"runs and client counts). With 1 client, the rate after the first answer (a "
+            f"warm server; no target): {', '.join(after)}."
+        )
     for server in ("site", "central"):
         if note := next((r.note for r in latency if r.server == server and r.note), ""):
             lines.append(f"Non-ASCII row, ours ({server}): {note}.")
@@ -865,6 +866,14 @@ def _table(
                 f"  An original non-ASCII prefix on ours ({server}): HTTP {probe['status']}, "
                 f"{probe['matches']} matches (expected 200 and none: names are pseudonymised)."
             )
+    for row in stow_rows:
+        if row.status != "ok":
+            first = row.error.splitlines()[0] if row.error else ""
+            lines.append(f"STOW-RS {row.server}, {row.clients} client(s): {row.status}: {first}")
+    for r in latency:
+        if r.status != "ok":
+            first = r.error.splitlines()[0] if r.error else ""
+            lines.append(f"{r.kind} on {r.server}: {r.status}: {first}")
     lines += ["", _summary(stow_rows, lat)]
     return "\n".join(lines)
 
@@ -904,7 +913,7 @@ def _corpus_args(args: argparse.Namespace) -> argparse.Namespace:
     )
 
 
-def _environment(launcher: Launcher) -> dict[str, Any]:
+def _environment() -> dict[str, Any]:
     head = subprocess.run(
         ["git", "-C", str(BENCH_DIR.parent), "rev-parse", "--short", "HEAD"],
         capture_output=True,
@@ -921,7 +930,6 @@ def _environment(launcher: Launcher) -> dict[str, Any]:
         "orthanc_dicomweb": peers.dicomweb_version(),
         "httpx": httpx.__version__,
         "biobank": _ours_version(),
-        "launcher": launcher.name,
         "git_head": head,
     }
 
@@ -973,7 +981,8 @@ def _run_stow_row(
     last = row.runs[-1]
     print(
         f"  {last.instances} instances in {last.seconds:.2f} s = "
-        f"{last.instances / last.seconds:.1f}/s (other CPU {last.other_cpu_pct:.0f} %)",
+        f"{last.instances / last.seconds:.1f}/s (first answer after "
+        f"{last.first_response_s:.2f} s, other CPU {last.other_cpu_pct:.0f} %)",
         file=sys.stderr,
     )
     return server
@@ -1001,10 +1010,13 @@ def main(argv: list[str] | None = None) -> int:
                 "generation_seconds": gen_seconds,
             }
             print(f"corpus: {len(files)} files, {mbytes:.0f} MB", file=sys.stderr)
-            launcher = Launcher.find()
-            print(f"ours runs as: {launcher.name}", file=sys.stderr)
-            env = _environment(launcher)
-            ctx = Context(files, launcher, args.timeout)
+            try:
+                serve, serve_error = serve_command(), ""
+            except Unavailable as exc:
+                serve, serve_error = None, str(exc)
+                print(f"ours: unavailable: {exc}", file=sys.stderr)
+            env = _environment()
+            ctx = Context(files, serve, serve_error, args.timeout)
             tmp = Path(tempfile.mkdtemp(prefix="dicomweb-run-", dir=workdir))
             held.callback(shutil.rmtree, tmp, ignore_errors=True)
             rows = [StowRow(s, c) for c in CLIENTS for s in SERVERS]
@@ -1036,7 +1048,16 @@ def main(argv: list[str] | None = None) -> int:
             payload = {
                 "corpus": corpus_info,
                 "environment": env,
-                "stow": [{**asdict(r), "instances_per_second": r.per_second} for r in rows],
+                "stow": [
+                    {
+                        **asdict(r),
+                        "instances_per_second": r.per_second,
+                        "instances_per_second_after_first_answer": [
+                            x.rate_after_first for x in r.runs
+                        ],
+                    }
+                    for r in rows
+                ],
                 "latency": [{**asdict(r), "p50_ms": r.p50, "p95_ms": r.p95} for r in latency],
                 "latency_phase": phase,
                 "table_markdown": table,
@@ -1047,3 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
         if temporary:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -114,6 +114,14 @@ def _send_instances(
     request: Request, svc: Services, instances: list[InstanceSummary]
 ) -> StreamingResponse:
     syntax = instance_syntax(request.headers.get("accept"))
+    if syntax is not None and syntax != EXPLICIT_VR_LITTLE_ENDIAN:
+        other = {i.transfer_syntax_uid for i in instances} - {syntax}
+        if other:  # decided before the first byte is sent: a stream cannot turn into a 406
+            raise NotAcceptable(
+                f"instances are offered as stored ({', '.join(sorted(str(o) for o in other))}) "
+                f"or as Explicit VR Little Endian ({EXPLICIT_VR_LITTLE_ENDIAN}); ask for one "
+                "of those or transfer-syntax=*"
+            )
     boundary = new_boundary()
 
     def parts() -> Iterator[tuple[bytes, dict[str, str]]]:

@@ -152,9 +152,19 @@ def push_command(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _print_report(report: PushReport) -> None:
     summary = report.summary()
-    table = Table(title=f"Push to {report.destination}", show_header=False)
+    table = Table(title="Push", show_header=False)
+    table.add_row("destination", report.destination)
     for label, key in [
         ("studies", "studies"),
         ("  pushed", "pushed"),
@@ -169,7 +179,7 @@ def _print_report(report: PushReport) -> None:
         ("instances/s", "instances_per_second"),
     ]:
         table.add_row(label, str(summary[key]))
-    table.add_row("MiB sent", f"{summary['bytes_sent'] / MiB:.1f}")
+    table.add_row("sent", _size(summary["bytes_sent"]))
     out.print(table)
     shown = 0
     for study in report.studies:

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydicom import Dataset, dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import build_context, evt
+from pynetdicom import StoragePresentationContexts, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
@@ -158,7 +158,17 @@ def move_contexts(instances: Sequence[InstanceSummary]) -> list[PresentationCont
             _MAX_CONTEXTS,
         )
         contexts = contexts[:_MAX_CONTEXTS]
-    return contexts or [build_context(VERIFICATION)]
+    return contexts
+
+
+def refusal_contexts() -> list[PresentationContext]:
+    """Contexts any storage SCP accepts some of: a refused C-MOVE still associates first.
+
+    pynetdicom associates with the destination before it takes the handler's failure status;
+    proposing the common storage classes keeps that association from failing, so the
+    requestor gets the real status (not 0xA801).
+    """
+    return [build_context(VERIFICATION), *StoragePresentationContexts[: _MAX_CONTEXTS - 1]]
 
 
 def set_nodelay(event: Event) -> None:
@@ -545,7 +555,7 @@ class ServiceHandlers:
         self, destination: Destination, instances: Sequence[InstanceSummary]
     ) -> tuple[str, int, dict[str, Any]]:
         options: dict[str, Any] = {
-            "contexts": move_contexts(instances),
+            "contexts": move_contexts(instances) if instances else refusal_contexts(),
             "max_pdu": self.settings.max_pdu,
             "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay)],
         }

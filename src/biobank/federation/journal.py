@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from biobank.catalog import StudySummary
-from biobank.errors import BiobankError
+from biobank.errors import StorageError
 from biobank.federation.models import Destination
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class PushJournal:
             except FileNotFoundError:
                 text = ""
             except OSError as exc:
-                raise BiobankError(
+                raise StorageError(
                     f"{self.path}: cannot read the push journal ({exc.strerror}); fix its "
                     "permissions or remove it (the next push asks the destination instead)"
                 ) from None
@@ -92,7 +92,7 @@ class PushJournal:
         )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 data = line.encode() + b"\n"
                 size = os.fstat(fd).st_size
@@ -105,7 +105,7 @@ class PushJournal:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise BiobankError(
+            raise StorageError(
                 f"{self.path}: cannot append to the push journal ({exc.strerror}); the study "
                 "is at the destination; free space or fix permissions, then push again"
             ) from None

@@ -238,7 +238,7 @@ class Pusher:
             if outcome is not None:  # the study it stopped in
                 outcome.state = StudyState.FAILED
                 outcome.problems.append(str(stop))
-            logger.warning("push to %s stopped: %s", self.destination.key, stop)
+            logger.info("push to %s stopped: %s", self.destination.key, stop)
         report.seconds = time.monotonic() - started
         return report
 
