@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import json
 from typing import Any
 
@@ -387,3 +388,23 @@ def test_every_error_class_has_a_status() -> None:
     assert status_of(errors.AuthenticationFailed("x")) == 401
     assert status_of(errors.PermissionDenied("x")) == 403
     assert status_of(errors.InvalidDicom("x")) == 400
+
+
+def test_no_phi_reaches_the_logs(
+    served: Served, caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    """Known PHI through STOW-RS, a failing part, searches by name and by ID: no log line has it."""
+    phi = make_patient_phi(31, seed=9)
+    datasets = make_mr_series(phi, 2, 16, 16)
+    broken = dicom_bytes(datasets[1])[:600]  # a truncated header carrying the planted values
+    body, content_type = stow_body([dicom_bytes(datasets[0]), broken])
+    with caplog.at_level(logging.DEBUG), served.client("up1") as client:
+        client.post("/dicomweb/studies", content=body, headers={"Content-Type": content_type})
+        client.get("/dicomweb/studies", params={"PatientName": phi.patient_name})
+        client.get("/dicomweb/studies", params={"PatientID": phi.patient_id, "x": "1"})
+        client.get(f"/dicomweb/studies/{phi.patient_id}/metadata")
+    client_side = ("httpx", "httpcore")  # this test's own HTTP client logs its URLs
+    text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith(client_side))
+    assert "biobank.api.requests" in {r.name for r in caplog.records}
+    for value in (phi.patient_name, phi.family_name, phi.patient_id, phi.given_name):
+        assert value not in text

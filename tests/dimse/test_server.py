@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable
 
 import pytest
@@ -21,13 +22,14 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from biobank.catalog import BatchState, StudySummary
+from biobank.catalog import BatchState, BatchSummary, StudySummary
 from biobank.catalog.search import DicomQuery, QueryLevel
 from biobank.dimse import Destination, DimseServer, DimseSettings
 from biobank.errors import InvalidInput
 from tests.dimse.conftest import (
     OURS,
     SCU,
+    TIMEOUT,
     Biobank,
     Patient,
     assert_no_phi,
@@ -44,6 +46,16 @@ def store_all(biobank: Biobank, port: int, instances: list[Dataset]) -> list[Dat
         ae.add_requested_context(sop_class)
     with associated(ae, port) as assoc:
         return [assoc.send_c_store(ds) for ds in instances]
+
+
+def finished_batch(biobank: Biobank) -> BatchSummary:
+    """The latest batch once it is closed (the server closes it just after the release)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        batch = biobank.catalog.batches(limit=1)[0]
+        if batch.state is not BatchState.RUNNING or time.monotonic() > deadline:
+            return batch
+        time.sleep(0.05)
 
 
 def find(port: int, query: Dataset, model: str) -> tuple[list[Dataset], Dataset]:
@@ -232,7 +244,7 @@ def test_store_a_series_deidentified(
     stored_uids = {i.sop_instance_uid for i in biobank.catalog.find_instances()}
     assert len(stored_uids) == 3 and not stored_uids & sent_uids
     # One batch for the association, named after the caller, complete.
-    batch = biobank.catalog.batches(limit=1)[0]
+    batch = finished_batch(biobank)
     assert batch.sources == (f"C-STORE from {SCU}",)
     assert (batch.state, batch.stored) == (BatchState.COMPLETE, 3)
     # The audit names the stored (de-identified) UIDs.
@@ -248,7 +260,7 @@ def test_resending_is_success(biobank: Biobank, patient: Patient) -> None:
     again = store_all(biobank, server.port, patient.ct)
     assert [s.Status for s in again] == [0, 0, 0]
     assert biobank.catalog.stats().instances == 3
-    assert biobank.catalog.batches(limit=1)[0].duplicate == 3
+    assert finished_batch(biobank).duplicate == 3
 
 
 def test_a_bad_instance_fails_alone(biobank: Biobank, patient: Patient) -> None:
@@ -265,7 +277,7 @@ def test_a_bad_instance_fails_alone(biobank: Biobank, patient: Patient) -> None:
     assert biobank.catalog.stats().instances == 2
     failed = [a for a in biobank.audits if a[2] == 0xC000]
     assert len(failed) == 1 and failed[0][1] == "-"
-    assert biobank.catalog.batches(limit=1)[0].rejected == 1
+    assert finished_batch(biobank).rejected == 1
 
 
 def test_stop_interrupts_the_open_batch(biobank: Biobank, patient: Patient) -> None:
@@ -277,7 +289,7 @@ def test_stop_interrupts_the_open_batch(biobank: Biobank, patient: Patient) -> N
     assert assoc.send_c_store(patient.ct[0]).Status == 0
     server.stop()
     assoc.abort()
-    batch = biobank.catalog.batches(limit=1)[0]
+    batch = finished_batch(biobank)
     assert (batch.state, batch.stored) == (BatchState.INTERRUPTED, 1)
     assert not server.running
 

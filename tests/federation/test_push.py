@@ -304,6 +304,7 @@ def test_an_interrupted_push_resumes_without_duplicates(site: Node, central: Cen
     assert len(PushJournal(journal.path).entries()) == 4
 
 
+@pytest.mark.slow
 def test_a_killed_cli_push_is_completed_by_a_rerun(site: Node, central: Central) -> None:
     total = sum(s.number_of_instances for s in _studies(site))
     env = {**os.environ, "BIOBANK_PUSH_TOKEN": central.tokens["up1"]}
@@ -367,6 +368,20 @@ def test_an_unreachable_destination_stops_with_what_to_do(site: Node, central: C
     assert study in report.stopped and "3 times" in report.stopped
     assert "run biobank push again" in report.stopped
     assert report.studies[0].state is StudyState.FAILED
+
+
+def test_a_refused_request_fails_its_study_and_the_push_goes_on(
+    site: Node, central: Central
+) -> None:
+    first, second = (s.study_instance_uid for s in _studies(site)[:2])
+    report = push(site, central.destination(), studies=[first, second], transport=Faulty(["413"]))
+    one, two = report.studies
+    assert report.stopped is None and not report.ok
+    assert one.state is StudyState.FAILED and len(one.failed) == one.instances
+    assert "HTTP 413" in one.failed[0].reason and "--batch" in one.failed[0].reason
+    assert "does not list the study" in one.problems[0]  # nothing of it arrived
+    assert two.state is StudyState.PUSHED and two.sent == two.instances
+    assert central.items() == {"stored": two.instances}
 
 
 def test_a_wrong_token_is_a_clear_error(site: Node, central: Central, tmp_path: Path) -> None:
@@ -439,6 +454,23 @@ def dirty(tmp_path: Path) -> tuple[Node, str, str]:
     finally:
         catalog.close()
     return node, ct.study_instance_uid, str(raw.SOPInstanceUID)
+
+
+def test_a_blob_missing_here_is_reported_and_the_rest_sent(
+    dirty: tuple[Node, str, str], central: Central
+) -> None:
+    node, ct_study, _ = dirty
+    mr_study = next(
+        s.study_instance_uid for s in _studies(node) if s.study_instance_uid != ct_study
+    )
+    lost, *kept = _local_instances(node, mr_study)
+    node.open_store().path(lost.blob_digest).unlink()
+    report = push(node, central.destination(), studies=[mr_study])
+    (study,) = report.studies
+    assert study.state is StudyState.FAILED and study.sent == len(kept)
+    (failed,) = study.failed
+    assert failed.sop_instance_uid == lost.sop_instance_uid
+    assert "biobank verify" in failed.reason
 
 
 def test_a_refused_instance_is_reported_and_other_studies_pushed(

@@ -57,6 +57,9 @@ def create_app(
     """
     options = options or ServiceOptions()
     quiet_pydicom()  # its warnings quote header values
+    # uvicorn's access log prints paths and query strings (UIDs, searched names): ours
+    # (biobank.api.requests) logs route templates instead.
+    logging.getLogger("uvicorn.access").disabled = True
     http = HttpSettings.from_mapping(node.section("http"), str(node.config_path))
     oidc_section = node.section("oidc")
     oidc = OidcSettings.from_mapping(oidc_section, str(node.config_path)) if oidc_section else None

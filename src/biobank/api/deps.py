@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -158,7 +159,26 @@ def base_url(request: Request, svc: Services) -> str:
     """The URL of the DICOMweb root (``.../dicomweb``) as clients should use it."""
     if svc.http.base_url:
         return svc.http.base_url + "/dicomweb"
-    return str(request.base_url).rstrip("/") + "/dicomweb"
+    url = request.base_url
+    server = request.scope.get("server")
+    if url.port is None and server and server[1] not in (80, 443) and _direct(url.hostname):
+        # Some clients (dicomweb-client) send "Host: 127.0.0.1" without the port; on a direct
+        # connection the port is the one we listen on. Behind a proxy, set http.base_url.
+        url = url.replace(port=server[1])
+    return str(url).rstrip("/") + "/dicomweb"
+
+
+def _direct(hostname: str | None) -> bool:
+    """Whether ``hostname`` names this machine directly (an IP literal or localhost)."""
+    if not hostname:
+        return False
+    if hostname == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(hostname.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 __all__ = [

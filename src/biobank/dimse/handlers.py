@@ -227,6 +227,7 @@ class ServiceHandlers:
 
     def on_accepted(self, event: Event) -> None:
         """EVT_ACCEPTED."""
+        self._sweep()
         logger.info("DIMSE association from %s accepted", self._peer(event.assoc).client)
 
     def on_rejected(self, event: Event) -> None:
@@ -268,27 +269,33 @@ class ServiceHandlers:
 
     def on_released(self, event: Event) -> None:
         """EVT_RELEASED: the association ended normally; its batch is complete."""
-        self._close(event.assoc, interrupted=False, how="released")
+        self._finish(event.assoc, interrupted=False, how="released")
 
     def on_aborted(self, event: Event) -> None:
-        """EVT_ABORTED: the association was aborted; its batch is interrupted."""
-        self._close(event.assoc, interrupted=True, how="aborted")
+        """EVT_ABORTED: aborted by either side, or the connection dropped: interrupted."""
+        self._finish(event.assoc, interrupted=True, how="aborted")
 
     def on_conn_close(self, event: Event) -> None:
-        """EVT_CONN_CLOSE: the connection is gone; forget the association."""
-        self._close(event.assoc, interrupted=True, how="closed")
-        with self._lock:
-            self._peers.pop(event.assoc, None)
+        """EVT_CONN_CLOSE: finish the associations whose thread ended without a word.
 
-    def _close(self, assoc: Association, *, interrupted: bool, how: str) -> None:
+        The connection of a released association may close (in pynetdicom's network thread)
+        just before EVT_RELEASED fires (in the association's thread): this one is left to
+        its own events.
+        """
+        self._sweep()
+
+    def _sweep(self) -> None:
         with self._lock:
-            peer = self._peers.get(assoc)
-            if peer is None:
-                return
-            batch_id, peer.batch_id = peer.batch_id, None
-            expected = list(peer.expected.values())
-            peer.expected.clear()
-        for item in expected:
+            ended = [assoc for assoc in self._peers if not assoc.is_alive()]
+        for assoc in ended:
+            self._finish(assoc, interrupted=True, how="ended")
+
+    def _finish(self, assoc: Association, *, interrupted: bool, how: str) -> None:
+        with self._lock:
+            peer = self._peers.pop(assoc, None)
+        if peer is None:
+            return
+        for item in peer.expected.values():
             self._audit(
                 item.action,
                 item.resource,
@@ -296,25 +303,25 @@ class ServiceHandlers:
                 peer.client,
                 f"{item.detail}; the association ended before the final response",
             )
-        if batch_id is not None:
-            self.ingest.end(batch_id, interrupted=interrupted)
-            counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(peer.outcomes.items()))
-            logger.info(
-                "DIMSE association from %s %s: %d instances received (%s)",
-                peer.client,
-                how,
-                peer.received,
-                counts or "none processed",
-            )
-        elif how != "closed":
+        if peer.batch_id is None:
             logger.info("DIMSE association from %s %s", peer.client, how)
+            return
+        self.ingest.end(peer.batch_id, interrupted=interrupted)
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(peer.outcomes.items()))
+        logger.info(
+            "DIMSE association from %s %s: %d instances received (%s)",
+            peer.client,
+            how,
+            peer.received,
+            counts or "none processed",
+        )
 
     def close_all(self) -> None:
-        """End every open batch as interrupted (the server is stopping)."""
+        """Finish every association still known; open batches end interrupted."""
         with self._lock:
             assocs = list(self._peers)
         for assoc in assocs:
-            self._close(assoc, interrupted=True, how="stopped")
+            self._finish(assoc, interrupted=True, how="stopped")
 
     # -- audit ---------------------------------------------------------------------------
 

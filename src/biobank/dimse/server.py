@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from types import TracebackType
 from typing import Any
 
@@ -270,9 +271,13 @@ class DimseServer:
             return
         associations = server.active_associations
         for assoc in associations:
-            assoc.abort()
+            # One being refused or closed is left to finish: pynetdicom's state machine
+            # does not take an A-ABORT while it waits for the transport to close.
+            if assoc.is_established:
+                assoc.abort()
+        deadline = time.monotonic() + _JOIN_SECONDS
         for assoc in associations:
-            assoc.join(_JOIN_SECONDS)
+            assoc.join(max(0.0, deadline - time.monotonic()))
         server.shutdown()
         self.handlers.close_all()
         logger.info("DIMSE service %s stopped", self.settings.ae_title)

@@ -105,14 +105,12 @@ def _message(response: httpx.Response) -> str:
     """The destination's own words about an error, short (its JSON ``error`` or text)."""
     try:
         body = response.json()
-        text = (
-            str(body.get("error") or body.get("Message") or body)
-            if isinstance(body, dict)
-            else str(body)
-        )
     except ValueError:
         text = response.text
-    text = " ".join(text.split())
+    else:  # a biobank node says "error", Orthanc "Message"; DICOM JSON says nothing useful
+        found = body.get("error") or body.get("Message") if isinstance(body, dict) else None
+        text = str(found) if found else "no reason given"
+    text = " ".join(text.split()) or "no reason given"
     return text[:300] + ("…" if len(text) > 300 else "")
 
 
@@ -318,7 +316,7 @@ class Pusher:
                 return found
             page = self._json_list(response, uid, "the list of its instances")
             found.update(str(v) for v in (_value(m, _SOP_INSTANCE_UID) for m in page) if v)
-            if len(page) < limit or len(page) > limit:  # more than asked: the limit was ignored
+            if len(page) != limit:  # the last page (or the limit was ignored)
                 return found
             offset += limit
 
@@ -344,14 +342,13 @@ class Pusher:
     # -- one batch ------------------------------------------------------------------------
 
     def _send(self, uid: str, group: list[InstanceSummary], outcome: StudyPush) -> None:
-        pending = list(group)
-        body, content_type, readable = self._body(pending, outcome)
+        body, content_type, readable = self._body(group, outcome)
         if not readable:
             return
 
         def refresh() -> tuple[bytes, str] | None:
             # Before sending again: the destination may have stored (part of) the batch.
-            nonlocal pending, readable
+            nonlocal readable
             present = self._present(uid, outcome)
             now_there = [i for i in readable if i.sop_instance_uid in present]
             outcome.already_present += len(now_there)
@@ -452,8 +449,7 @@ class Pusher:
         failed_uids: set[str] = set()
         for item in failures:
             sop = str(_value(item, _REFERENCED_SOP_INSTANCE_UID) or "")
-            code = _value(item, _FAILURE_REASON)
-            code = int(code) if isinstance(code, int | float) else None
+            code = _count(_value(item, _FAILURE_REASON))
             words = _value(item, _REASON_WORDS)
             reason = str(words) if words else _code_words(code)
             if sop in by_uid and sop not in stored:
@@ -498,7 +494,8 @@ class Pusher:
         match = [s for s in studies if _value(s, _STUDY_UID) == uid]
         if not match:
             outcome.problems.append(
-                f"study {uid}: the destination does not list the study after the push"
+                f"study {uid}: the destination does not list the study after the push (0 of "
+                f"its {len(local)} instances are there)"
             )
             return
         response = self._call(
@@ -512,15 +509,13 @@ class Pusher:
         there: dict[str, int | None] = {}
         for series in self._json_list(response, uid, "the study's series"):
             count = _value(series, _SERIES_INSTANCES)
-            there[str(_value(series, _SERIES_UID))] = int(count) if count is not None else None
-        total = _value(match[0], _STUDY_INSTANCES)
-        if total is None and there and None not in there.values():
-            total = sum(v for v in there.values() if v is not None)
+            there[str(_value(series, _SERIES_UID))] = _count(count)
+        total = _count(_value(match[0], _STUDY_INSTANCES))
+        if total is None:  # not reported: count what the destination lists
+            total = len(self._present(uid, outcome))
         problems: list[str] = []
-        if total is None:
-            problems.append("the destination does not report NumberOfStudyRelatedInstances")
-        elif int(total) != len(local):
-            problems.append(f"{len(local)} instances here, {int(total)} at the destination")
+        if total != len(local):
+            problems.append(f"{len(local)} instances here, {total} at the destination")
         for series_uid in sorted(set(here) | set(there)):
             mine, theirs = here.get(series_uid, 0), there.get(series_uid, 0)
             if theirs is not None and mine != theirs:
@@ -610,6 +605,14 @@ class Pusher:
             f"{_message(response)}); a push needs a token of an uploader, curator or admin "
             "there"
         )
+
+
+def _count(value: Any) -> int | None:
+    """A count from DICOM JSON: a number, or a string of digits (IS as some servers send it)."""
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _code_words(code: int | None) -> str:
