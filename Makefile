@@ -30,14 +30,22 @@ system-deps:
 
 install: $(STAMP) system-deps
 
-# Create the demo site node (embedded SQLite + blob store) and ingest the bundled sample.
+# Create the demo site node (embedded SQLite + blob store), ingest the bundled sample, then
+# serve it: DICOMweb on http://127.0.0.1:8000/dicomweb, DIMSE on 11112, with an admin token.
 run: install
-	@test -f $(DEMO_HOME)/node.yaml || $(BIN)/biobank init --home $(DEMO_HOME) --site demo-hospital
+	@test -f $(DEMO_HOME)/node.yaml || { $(BIN)/biobank init --home $(DEMO_HOME) --site demo-hospital \
+	  && cat demo/node-service.yaml >> $(DEMO_HOME)/node.yaml; }
 	$(BIN)/biobank ingest demo/sample --home $(DEMO_HOME)
 	$(BIN)/biobank status --home $(DEMO_HOME)
 	$(BIN)/biobank ls studies --home $(DEMO_HOME)
 	$(BIN)/biobank verify --home $(DEMO_HOME)
-	@echo "the demo node is in ./$(DEMO_HOME); try: $(BIN)/biobank ls problems --home $(DEMO_HOME)"
+	@$(BIN)/biobank user list --home $(DEMO_HOME) --json | grep -q '"admin"' \
+	  || $(BIN)/biobank user add admin --role admin --home $(DEMO_HOME)
+	@token=$$($(BIN)/biobank token create admin --name "make run" --home $(DEMO_HOME) 2>/dev/null) \
+	  && echo "" && echo "admin token (shown once): $$token" \
+	  && echo "try: curl -H \"Authorization: Bearer $$token\" http://127.0.0.1:8000/dicomweb/studies" \
+	  && echo "     echoscu -aec BIOBANK 127.0.0.1 11112    (Ctrl-C stops the node)" && echo ""
+	$(BIN)/biobank serve --home $(DEMO_HOME)
 
 lint: install
 	$(BIN)/ruff check src tests bench
