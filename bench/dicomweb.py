@@ -674,14 +674,16 @@ def measure_latency(
         for s in servers:  # ours on an original non-ASCII name: must answer 200, no match
             if prefix := notes.get(s.kind, {}).get("non-ascii-probe"):
                 path = f"studies?PatientName={quote(prefix, safe='')}*"
+                status: int | str
                 try:
                     response = clients[s.kind].get(f"{s.root}/{path}", headers=_accept(s))
-                    body = response.json() if response.status_code == 200 else None
+                    status = response.status_code
+                    body = response.json() if status == 200 else None
                 except (httpx.HTTPError, ValueError) as exc:
-                    response, body = None, f"{type(exc).__name__}: {exc}"
+                    status, body = f"{type(exc).__name__}: {exc}", None
                 phase[f"{s.kind}_non_ascii_probe"] = {
                     "path": path,
-                    "status": response.status_code if response is not None else body,
+                    "status": status,
                     "matches": len(body) if isinstance(body, list) else None,
                 }
     finally:
@@ -846,9 +848,9 @@ def _table(
     ]
     firsts, after = [], []
     for server in SERVERS:
-        runs = [r for row in stow_rows if row.server == server for r in row.runs]
-        if runs:
-            firsts.append(f"{server} {statistics.median(r.first_response_s for r in runs):.2f} s")
+        done = [r for row in stow_rows if row.server == server for r in row.runs]
+        if done:
+            firsts.append(f"{server} {statistics.median(r.first_response_s for r in done):.2f} s")
         if one := by.get((server, 1)):
             rates = [r.rate_after_first for r in one.runs]
             after.append(f"{server} {_fmt(statistics.median(rates)) if rates else '–'}/s")

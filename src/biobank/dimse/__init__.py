@@ -11,7 +11,7 @@ Example
 ...     serve_forever()  # doctest: +SKIP
 """
 
-from biobank.dimse.handlers import AuditHook
+from biobank.dimse.associations import AuditHook
 from biobank.dimse.server import DimseServer
 from biobank.dimse.settings import Destination, DimseSettings
 

@@ -12,8 +12,8 @@ in ``allowed_callers`` (an empty list refuses everyone), and then offers:
   never transcoded;
 * C-FIND, C-MOVE and C-GET in the Patient Root and Study Root information models.
 
-The handlers are in :mod:`biobank.dimse.handlers`, the identifiers' reading in
-:mod:`biobank.dimse.query`.
+The handlers are in :mod:`biobank.dimse.handlers`, the associations' bookkeeping and audit in
+:mod:`biobank.dimse.associations`, the identifiers' reading in :mod:`biobank.dimse.query`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from pynetdicom import (
 from pynetdicom.transport import ThreadedAssociationServer
 
 from biobank.catalog import Catalog
-from biobank.dimse.handlers import AuditHook, ServiceHandlers, set_nodelay
+from biobank.dimse.associations import Associations, AuditHook
+from biobank.dimse.handlers import ServiceHandlers, set_nodelay
 from biobank.dimse.query import MODELS, VERIFICATION
 from biobank.dimse.settings import DimseSettings
 from biobank.errors import InvalidInput
@@ -176,12 +177,13 @@ class DimseServer:
     ) -> None:
         self.node = node
         self.settings = settings
+        self.associations = Associations(settings=settings, ingest=ingest, audit=audit)
         self.handlers = ServiceHandlers(
             settings=settings,
             ingest=ingest,
             catalog=catalog,
             store=node.open_store(fsync=False),
-            audit=audit,
+            associations=self.associations,
         )
         self._lock = threading.Lock()
         self._ae: AE | None = None
@@ -209,15 +211,15 @@ class DimseServer:
         return self._server is not None
 
     def _event_handlers(self) -> list[Any]:
-        h = self.handlers
+        a, h = self.associations, self.handlers
         return [
             (evt.EVT_CONN_OPEN, set_nodelay),
-            (evt.EVT_ACCEPTED, h.on_accepted),
-            (evt.EVT_REJECTED, h.on_rejected),
-            (evt.EVT_RELEASED, h.on_released),
-            (evt.EVT_ABORTED, h.on_aborted),
-            (evt.EVT_CONN_CLOSE, h.on_conn_close),
-            (evt.EVT_DIMSE_SENT, h.on_dimse_sent),
+            (evt.EVT_ACCEPTED, a.on_accepted),
+            (evt.EVT_REJECTED, a.on_rejected),
+            (evt.EVT_RELEASED, a.on_released),
+            (evt.EVT_ABORTED, a.on_aborted),
+            (evt.EVT_CONN_CLOSE, a.on_conn_close),
+            (evt.EVT_DIMSE_SENT, a.on_dimse_sent),
             (evt.EVT_C_STORE, h.on_store),
             (evt.EVT_C_FIND, h.on_find),
             (evt.EVT_C_GET, h.on_get),
@@ -279,7 +281,7 @@ class DimseServer:
         for assoc in associations:
             assoc.join(max(0.0, deadline - time.monotonic()))
         server.shutdown()
-        self.handlers.close_all()
+        self.associations.close_all()
         logger.info("DIMSE service %s stopped", self.settings.ae_title)
 
     def __enter__(self) -> DimseServer:
