@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Re-install when the dependency list changes.
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # Debian packages the tests and benchmarks use (real peers and OCR).
-APT_PACKAGES := dicom3tools libgdcm-tools tesseract-ocr tesseract-ocr-eng openssl libgl1 libglib2.0-0 orthanc orthanc-dicomweb
+APT_PACKAGES := dcmtk dicom3tools libgdcm-tools tesseract-ocr tesseract-ocr-eng openssl libgl1 libglib2.0-0 orthanc orthanc-dicomweb
 DEMO_HOME := biobank-data
 
 .PHONY: install system-deps run test lint format bench clean

@@ -216,3 +216,17 @@ class TestSearch:
         # A study key cannot be matched at patient level (PS3.4 C.4.1.1.3): reported.
         result = catalog.search(DicomQuery(level=QueryLevel.PATIENT, match={MODALITIES: "US"}))
         assert result.unsupported == [MODALITIES] and len(result.matches) == 3
+
+
+class TestSeriesExtras:
+    def test_performed_procedure_step_attributes_come_from_the_series_row(
+        self, catalog: Catalog
+    ) -> None:
+        extra = '{"00400244":{"vr":"DA","Value":["20200101"]},"00400245":{"vr":"TM"}}'
+        instance = record(uid(9, 1, 1), series=uid(9, 1), study=uid(9), extra_attributes=extra)
+        batch = catalog.start_batch(role="site", sources=["x"], profile=None, key_id=None)
+        catalog.record_items(batch, [stored(instance)])
+        execute(catalog, "UPDATE instance SET header = '{}'")  # not read for these
+        (series,) = _search(catalog, QueryLevel.SERIES, study_instance_uid=uid(9))
+        assert series["00400244"] == {"vr": "DA", "Value": ["20200101"]}
+        assert series["00400245"] == {"vr": "TM"}

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from pydicom import Dataset, config
 from pydicom.dataelem import DataElement
+from pydicom.uid import RLELossless
 from pynetdicom import build_role, evt
 from pynetdicom.sop_class import (
     CTImageStorage,
@@ -24,6 +25,7 @@ from pynetdicom.sop_class import (
 
 from biobank.catalog import BatchState, BatchSummary, StudySummary
 from biobank.catalog.search import DicomQuery, QueryLevel
+from biobank.dicom.synthetic import make_ct_series, make_patient_phi
 from biobank.dimse import Destination, DimseServer, DimseSettings
 from biobank.errors import InvalidInput
 from tests.dimse.conftest import (
@@ -32,6 +34,7 @@ from tests.dimse.conftest import (
     TIMEOUT,
     Biobank,
     Patient,
+    as_sent,
     assert_no_phi,
     associated,
     scu,
@@ -403,6 +406,27 @@ def test_find_refusals(biobank: Biobank, stored: tuple[int, str, str]) -> None:
     assert "date" in str(final.ErrorComment)
 
 
+def test_find_reads_character_sets_and_sequences(
+    biobank: Biobank, stored: tuple[int, str, str]
+) -> None:
+    port, ct, _ = stored
+    identifier = query("STUDY", PatientName="Mü*", StudyInstanceUID="", ProcedureCodeSequence=[])
+    identifier.SpecificCharacterSet = "ISO_IR 100"
+    none, final = find(port, identifier, StudyRootQueryRetrieveInformationModelFind)
+    assert (none, final.Status) == ([], 0)
+    identifier = query("STUDY", StudyInstanceUID=ct, ProcedureCodeSequence=[], SeriesNumber="")
+    (match,), final = find(port, identifier, StudyRootQueryRetrieveInformationModelFind)
+    assert final.Status == 0
+    assert keywords(match) == {
+        "SpecificCharacterSet",
+        "QueryRetrieveLevel",
+        "StudyInstanceUID",
+        "ProcedureCodeSequence",
+        "SeriesNumber",
+    }
+    assert match.SeriesNumber is None  # a key of a level below: returned empty
+
+
 def test_find_limit(biobank: Biobank, stored: tuple[int, str, str]) -> None:
     server = biobank.serve(find_limit=2)
     matches, final = find(
@@ -424,7 +448,9 @@ def test_find_limit(biobank: Biobank, stored: tuple[int, str, str]) -> None:
 # --- C-GET --------------------------------------------------------------------------------
 
 
-def _get(port: int, identifier: Dataset, model: str) -> tuple[list[bytes], Dataset]:
+def _get(
+    port: int, identifier: Dataset, model: str, syntaxes: list[str] | None = None
+) -> tuple[list[bytes], Dataset]:
     received: list[bytes] = []
 
     def on_store(event: evt.Event) -> int:
@@ -435,7 +461,10 @@ def _get(port: int, identifier: Dataset, model: str) -> tuple[list[bytes], Datas
     ae.add_requested_context(model)
     roles = []
     for sop_class in STORE_CONTEXTS:
-        ae.add_requested_context(sop_class)
+        if syntaxes:
+            ae.add_requested_context(sop_class, syntaxes)
+        else:
+            ae.add_requested_context(sop_class)
         roles.append(build_role(sop_class, scp_role=True))
     final = Dataset()
     with associated(ae, port, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)]) as assoc:
@@ -464,6 +493,31 @@ def test_get_sends_the_stored_bytes(
     assert (get[1], get[2]) == (ct, 0)
     assert "3 completed" in get[4]
     assert_no_phi(b"".join(received).decode("latin-1"), [patient], everything=False)
+
+
+def test_compressed_instances_travel_as_sent(biobank: Biobank) -> None:
+    server = biobank.serve()
+    phi = make_patient_phi(5, seed=7)
+    instances = []
+    for ds in make_ct_series(phi, 2, rows=32, cols=32):
+        ds.compress(RLELossless)
+        instances.append(as_sent(ds))
+    ae = scu()
+    ae.add_requested_context(CTImageStorage, [RLELossless])  # no uncompressed fallback
+    with associated(ae, server.port) as assoc:
+        assert [assoc.send_c_store(ds).Status for ds in instances] == [0, 0]
+    stored = biobank.catalog.find_instances()
+    assert {i.transfer_syntax_uid for i in stored} == {RLELossless}
+    study = stored[0].study_instance_uid
+    received, final = _get(
+        server.port,
+        query("STUDY", StudyInstanceUID=study),
+        StudyRootQueryRetrieveInformationModelGet,
+        syntaxes=[RLELossless],
+    )
+    assert (final.Status, len(received)) == (0, 2)
+    store = biobank.node.open_store()
+    assert sorted(received) == sorted(dataset_bytes(store.get(i.blob_digest)) for i in stored)
 
 
 def test_get_patient_level(biobank: Biobank, stored: tuple[int, str, str]) -> None:

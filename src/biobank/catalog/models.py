@@ -97,6 +97,7 @@ class InstanceRecord:
     columns: int | None = None
     number_of_frames: int | None = None
     bits_allocated: int | None = None
+    extra_attributes: str | None = None
     deid_record_json: str | None = None
 
 

@@ -152,6 +152,8 @@ class Series(Base):
     protocol_name: Mapped[str | None] = mapped_column(Text)
     manufacturer: Mapped[str | None] = mapped_column(Text)
     manufacturer_model_name: Mapped[str | None] = mapped_column(Text)
+    extra_attributes: Mapped[str | None] = mapped_column(Text)
+    """Series-level return attributes of QIDO-RS without a column, as DICOM JSON."""
     number_of_instances: Mapped[int] = mapped_column(Integer, server_default="0")
     metadata_instances: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
@@ -349,6 +351,7 @@ SERIES_FILLABLE = (
     "protocol_name",
     "manufacturer",
     "manufacturer_model_name",
+    "extra_attributes",
 )
 """Series columns filled from a later instance when still NULL."""
 

@@ -186,8 +186,6 @@ INSTANCE_RETURN = (
     0x00280100, 0x00280008, 0x0020000D, 0x0020000E,
 )  # fmt: skip
 PATIENT_RETURN = (0x00100010, 0x00100020, 0x00100030, 0x00100040, 0x00201200)
-#: Series return attributes read from a representative header (they have no column).
-_SERIES_FROM_HEADER = (0x00400244, 0x00400245, 0x00400275)
 
 _AVAILABILITY = 0x00080056
 
@@ -398,7 +396,7 @@ def _select(query: DicomQuery) -> tuple[AnySelect, list[int]]:
         stmt = select(
             _SE.id, _SE.series_instance_uid, _SE.modality, _SE.series_number,
             _SE.series_description, _SE.series_date, _SE.series_time, _SE.body_part_examined,
-            _SE.number_of_instances, _ST.study_instance_uid,
+            _SE.number_of_instances, _SE.extra_attributes, _ST.study_instance_uid,
         ).join_from(SERIES, STUDY, _SE.study_id == _ST.id)  # fmt: skip
         if patient_conditions:
             stmt = stmt.join_from(STUDY, PATIENT, _ST.patient_id == _P.id)
@@ -577,10 +575,11 @@ def _studies(conn: Connection, query: DicomQuery, rows: list[Any]) -> list[dict[
 
 def _series(conn: Connection, query: DicomQuery, rows: list[Any]) -> list[dict[str, Any]]:
     ids = [row["id"] for row in rows]
-    # The series' Performed Procedure Step attributes have no column: always from a header.
-    firsts = _first_instances(conn, _SE.id.in_(ids), _SE.id) if ids else {}
-    loaded = _headers(conn, list(firsts.values()))
-    headers = {sid: loaded[iid] for sid, iid in firsts.items() if iid in loaded}
+    headers: dict[int, dict[str, Any]] = {}
+    if ids and _needs_header(query, SERIES_RETURN):
+        firsts = _first_instances(conn, _SE.id.in_(ids), _SE.id)
+        loaded = _headers(conn, list(firsts.values()))
+        headers = {sid: loaded[iid] for sid, iid in firsts.items() if iid in loaded}
     out = []
     for row in rows:
         base: dict[int, Any] = {
@@ -594,12 +593,11 @@ def _series(conn: Connection, query: DicomQuery, rows: list[Any]) -> list[dict[s
             0x00180015: row["body_part_examined"],
             0x0020000D: row["study_instance_uid"],
         }
-        header = headers.get(row["id"])
-        element = _finish(query, base, header, SERIES_LEVEL)
-        for tag in _SERIES_FROM_HEADER:
-            key = f"{tag:08X}"
-            if header is not None and key in header and key not in element:
-                element[key] = header[key]
+        element = _finish(query, base, headers.get(row["id"]), SERIES_LEVEL)
+        extra = row["extra_attributes"]  # the Performed Procedure Step attributes, if any
+        if extra:
+            for key, value in json.loads(extra).items():
+                element.setdefault(key, value)
         out.append(dict(sorted(element.items())))
     return out
 

@@ -88,9 +88,7 @@ PIXEL_DATA_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
 
-def header_json(
-    ds: Dataset, *, bulk_data_threshold: int = 1024, bulk_prefix: str = "bulk/"
-) -> str:
+def header_json(ds: Dataset, *, bulk_data_threshold: int = 1024, bulk_prefix: str = "bulk/") -> str:
     """The DICOM JSON model (PS3.18 F.2) of ``ds`` as a compact JSON string, bulk data excluded.
 
     Keys are in ascending tag order, text is UTF-8 (not escaped), no whitespace.

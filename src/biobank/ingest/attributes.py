@@ -7,6 +7,7 @@ import datetime as dt
 from pydicom import Dataset
 
 from biobank.catalog import InstanceRecord
+from biobank.dicom.json import header_json
 from biobank.dicom.values import encodings_of, read_int, read_strings
 
 _ABSENT = -(2**31)
@@ -37,6 +38,22 @@ def _date(ds: Dataset, tag: int) -> dt.date | None:
 def _int(ds: Dataset, tag: int) -> int | None:
     value = read_int(ds, tag, _ABSENT)
     return None if value == _ABSENT or not -(2**31) < value < 2**31 else value
+
+
+#: Series-level QIDO-RS return attributes without a column of their own (PS3.18 Table
+#: 6.7.1-2a): Performed Procedure Step Start Date and Time, Request Attributes Sequence.
+SERIES_EXTRA = (0x00400244, 0x00400245, 0x00400275)
+
+
+def _series_extra(ds: Dataset) -> str | None:
+    """The :data:`SERIES_EXTRA` attributes of ``ds`` as a DICOM JSON object (None if none)."""
+    present = [tag for tag in SERIES_EXTRA if tag in ds]
+    if not present:
+        return None
+    subset = Dataset()
+    for tag in present:
+        subset[tag] = ds[tag]
+    return header_json(subset)
 
 
 def instance_record(
@@ -84,6 +101,7 @@ def instance_record(
         columns=_int(ds, 0x00280011),
         number_of_frames=_int(ds, 0x00280008),
         bits_allocated=_int(ds, 0x00280100),
+        extra_attributes=_series_extra(ds),
         deid_record_json=deid_record_json,
     )
 

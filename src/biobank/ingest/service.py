@@ -103,6 +103,8 @@ class IngestService:
         self._inline_lock = threading.Lock()
         if self.jobs <= 1:
             _init_worker(self._setup)
+        else:  # start the workers now, not on the first request (seconds of imports)
+            threading.Thread(target=self._warm_up, name="biobank-warm-up", daemon=True).start()
         self._queue: queue.Queue[_Commit | None] = queue.Queue()
         self._closed = False
         self._thread = threading.Thread(target=self._commit_loop, name="biobank-commit")
@@ -224,6 +226,14 @@ class IngestService:
                     initargs=(self._setup,),
                 )
             return self._pool
+
+    def _warm_up(self) -> None:
+        try:
+            pool = self._get_pool()
+            for future in [pool.submit(_run_task, []) for _ in range(self.jobs)]:
+                future.result()
+        except Exception:  # noqa: BLE001 - the first request will start (and report) them
+            logger.warning("the ingest workers could not be started ahead of time")
 
     def _replace_pool(self, broken: cf.ProcessPoolExecutor) -> None:
         with self._pool_lock:

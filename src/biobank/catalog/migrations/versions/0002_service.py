@@ -1,7 +1,8 @@
 """The node as a service: attributes for DICOMweb/DIMSE matching, users, tokens, access log.
 
-Adds ``patient.patient_name``, ``study.referring_physician_name`` and
-``instance.bits_allocated`` (QIDO-RS/C-FIND match and return them from columns), and the
+Adds ``patient.patient_name``, ``study.referring_physician_name``,
+``series.extra_attributes`` and ``instance.bits_allocated`` (QIDO-RS/C-FIND match and return
+them from columns), and the
 tables of :mod:`biobank.access`: ``app_user``, ``api_token``, ``access_log`` (append-only:
 triggers refuse UPDATE and DELETE) and ``study_owner`` (what an uploader may read back).
 
@@ -41,6 +42,8 @@ def upgrade() -> None:
     op.create_index("ix_patient_patient_name", "patient", ["patient_name"])
     with op.batch_alter_table("study") as batch:
         batch.add_column(sa.Column("referring_physician_name", sa.Text(), nullable=True))
+    with op.batch_alter_table("series") as batch:
+        batch.add_column(sa.Column("extra_attributes", sa.Text(), nullable=True))
     with op.batch_alter_table("instance") as batch:
         batch.add_column(sa.Column("bits_allocated", sa.Integer(), nullable=True))
 
@@ -134,6 +137,8 @@ def downgrade() -> None:
     op.drop_table("app_user")
     with op.batch_alter_table("instance") as batch:
         batch.drop_column("bits_allocated")
+    with op.batch_alter_table("series") as batch:
+        batch.drop_column("extra_attributes")
     with op.batch_alter_table("study") as batch:
         batch.drop_column("referring_physician_name")
     op.drop_index("ix_patient_patient_name", "patient")
