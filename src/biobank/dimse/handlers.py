@@ -247,8 +247,11 @@ class ServiceHandlers:
             try:
                 response = request.response(match, self.settings.ae_title)
             except Exception as exc:  # noqa: BLE001 - one bad header must not end the query
-                logger.error("C-FIND from %s: a match cannot be encoded (%s)", peer.client,
-                             type(exc).__name__)  # fmt: skip
+                logger.error(
+                    "C-FIND from %s: a match cannot be encoded (%s)",
+                    peer.client,
+                    type(exc).__name__,
+                )
                 continue
             yield PENDING, response
 

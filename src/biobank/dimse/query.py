@@ -26,7 +26,18 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.multival import MultiValue
 
 from biobank.catalog import Catalog, InstanceSummary
-from biobank.catalog.search import MAX_LIMIT, DicomQuery, QueryLevel, tag_vr
+from biobank.catalog.search import (
+    MAX_LIMIT,
+    PATIENT_LEVEL,
+    PATIENT_RETURN,
+    SERIES_LEVEL,
+    SERIES_RETURN,
+    STUDY_LEVEL,
+    STUDY_RETURN,
+    DicomQuery,
+    QueryLevel,
+    tag_vr,
+)
 from biobank.errors import InvalidQuery
 
 QUERY_RETRIEVE_LEVEL = 0x00080052
@@ -71,6 +82,19 @@ _UNIQUE = {
     QueryLevel.INSTANCE: SOP_INSTANCE_UID,
 }
 #: VRs whose values are text in the Specific Character Set (the others are ASCII).
+_ANY_LEVEL = frozenset({RETRIEVE_AE_TITLE, 0x00080056})  # Retrieve AE Title, Availability
+#: The attributes a response of each level may carry a value for: those of the level and the
+#: levels above. A key of a level below is returned empty — a study has no one Series Number
+#: (the IMAGE level returns whatever the instance's header holds).
+_LEVEL_TAGS: dict[QueryLevel, frozenset[int]] = {
+    QueryLevel.PATIENT: PATIENT_LEVEL | frozenset(PATIENT_RETURN) | _ANY_LEVEL,
+    QueryLevel.STUDY: STUDY_LEVEL | frozenset(STUDY_RETURN) | _ANY_LEVEL,
+    QueryLevel.SERIES: SERIES_LEVEL
+    | STUDY_LEVEL
+    | frozenset(SERIES_RETURN)
+    | frozenset(STUDY_RETURN)
+    | _ANY_LEVEL,
+}
 _CHARSET_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
 _TEXT_VRS = _CHARSET_VRS | frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI", "UR"})
 _SKIPPED_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -214,12 +238,18 @@ class FindRequest:
         )
 
     def response(self, match: Mapping[str, Any], retrieve_ae_title: str) -> Dataset:
-        """The response identifier for one match (DICOM JSON): the requested keys only."""
+        """The response identifier for one match (DICOM JSON): the requested keys only.
+
+        Keys of the levels below the query's come back empty; bulk data are never returned.
+        """
         wanted = dict(self.return_keys)
+        allowed = _LEVEL_TAGS.get(self.level)
         kept = {
             key: element
             for key, element in match.items()
-            if int(key, 16) in wanted and "BulkDataURI" not in element
+            if int(key, 16) in wanted
+            and (allowed is None or int(key, 16) in allowed)
+            and "BulkDataURI" not in element
         }
         ds = Dataset.from_json(kept)
         ds.SpecificCharacterSet = "ISO_IR 192"
@@ -263,6 +293,14 @@ def parse_find(identifier: Dataset, model: str) -> FindRequest:
 # --- C-MOVE and C-GET ---------------------------------------------------------------------
 
 
+_NAMES = {
+    PATIENT_ID: "PatientID",
+    STUDY_INSTANCE_UID: "StudyInstanceUID",
+    SERIES_INSTANCE_UID: "SeriesInstanceUID",
+    SOP_INSTANCE_UID: "SOPInstanceUID",
+}
+
+
 @dataclass(frozen=True)
 class RetrieveRequest:
     """A checked C-MOVE or C-GET identifier: the level and the unique keys given."""
@@ -297,14 +335,6 @@ def parse_retrieve(identifier: Dataset, model: str, operation: str) -> RetrieveR
                 continue  # a wildcard in a key above the level: as universal
             match[_UNIQUE[lv]] = given
     return RetrieveRequest(level, match)
-
-
-_NAMES = {
-    PATIENT_ID: "PatientID",
-    STUDY_INSTANCE_UID: "StudyInstanceUID",
-    SERIES_INSTANCE_UID: "SeriesInstanceUID",
-    SOP_INSTANCE_UID: "SOPInstanceUID",
-}
 
 
 def retrieve_instances(
