@@ -140,12 +140,14 @@ def test_a_full_queue_drops_and_counts(caplog: pytest.LogCaptureFixture) -> None
         writer = AccessLogWriter(sink, max_pending=5, max_batch=1, max_delay=0)
         for n in range(20):
             writer.record(ALICE, "a", str(n), 200, None)
-        assert writer.dropped > 0
+        # (writer.dropped is not checked here: the thread may already have taken the count
+        # into the entry it is writing; the marker written at the end is what must hold it.)
         gate.set()
         writer.close()
     kept = [e for e in sink.events if e.action != DROPPED_ACTION]
     marker = [e for e in sink.events if e.action == DROPPED_ACTION]
-    assert len(kept) + int(marker[0].detail.split()[0]) == 20
+    dropped = sum(int(m.detail.split()[0]) for m in marker)  # one marker per write that saw drops
+    assert dropped > 0 and len(kept) + dropped == 20
     assert "dropped" in caplog.text
 
 
