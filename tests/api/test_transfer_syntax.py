@@ -132,3 +132,25 @@ def test_base_url_and_cors_for_a_browser_viewer(tmp_path: Any) -> None:
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_too_large_uploads_are_413(tmp_path: Any) -> None:
+    from biobank.ingest.node import NodeRole, init_node, open_node
+    from tests.api.conftest import serve_node
+
+    node = init_node(tmp_path / "home", site="t", role=NodeRole.SITE)
+    with node.config_path.open("a") as config:
+        config.write("http:\n  max_upload_bytes: 200000\n  max_instance_bytes: 50000\n")
+    thread, tokens = serve_node(open_node(node.home), jobs=1)
+    phi = make_patient_phi(22, seed=5)
+    small = dicom_bytes(make_ct_series(phi, 1, 16, 16)[0])
+    big = dicom_bytes(make_ct_series(phi, 1, 256, 256)[0])  # 128 KiB of pixels
+    headers = {"Authorization": f"Bearer {tokens['up1']}"}
+    with thread as port:
+        url = f"http://127.0.0.1:{port}/dicomweb/studies"
+        body, content_type = stow_body([small, big])
+        one = httpx.post(url, content=body, headers={**headers, "Content-Type": content_type})
+        body, content_type = stow_body([small] * (250_000 // len(small)))
+        many = httpx.post(url, content=body, headers={**headers, "Content-Type": content_type})
+    assert one.status_code == 413 and "part 2" in one.json()["error"]
+    assert many.status_code == 413 and "max_upload_bytes" in many.json()["error"]
