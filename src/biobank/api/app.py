@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from biobank import __version__
 from biobank.access import AccessLogWriter, AccessService
@@ -103,7 +104,7 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    _install_logging(app)
+    app.add_middleware(RequestLog)
     if http.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -145,36 +146,51 @@ def create_app(
     return app
 
 
-def _install_logging(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def _log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+class RequestLog:
+    """ASGI middleware: metrics and one PHI-free JSON log line per request.
+
+    A plain ASGI middleware rather than ``@app.middleware("http")``, which costs a task and
+    a stream per request. The route template comes from the scope the router fills in.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        svc: Services | None = getattr(request.app.state, "services", None)
+        state = getattr(scope.get("app"), "state", None)
+        svc: Services | None = getattr(state, "services", None)
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
         if svc is not None:
             svc.metrics.in_flight.inc()
-        status = 500
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, sending)
         finally:
             elapsed = time.perf_counter() - started
-            route = request.scope.get("route")
-            template = str(getattr(route, "path", "unmatched"))
-            if request.url.path.startswith("/dicomweb/") and not template.startswith("/dicomweb"):
+            template = str(getattr(scope.get("route"), "path", "unmatched"))
+            path = str(scope.get("path", ""))
+            if path.startswith("/dicomweb/") and not template.startswith("/dicomweb"):
                 template = "/dicomweb" + template  # included routers report their own path
             if svc is not None:
                 svc.metrics.in_flight.dec()
-                svc.metrics.requests.labels(request.method, template, str(status)).inc()
+                svc.metrics.requests.labels(scope["method"], template, str(status)).inc()
                 svc.metrics.latency.labels(template).observe(elapsed)
-            principal = getattr(request.state, "principal", None)
+            principal = scope.get("state", {}).get("principal")
             access_logger.info(
                 "%s",
                 json.dumps(
                     {
-                        "method": request.method,
+                        "method": scope["method"],
                         "route": template,
                         "status": status,
                         "ms": round(elapsed * 1000, 2),
