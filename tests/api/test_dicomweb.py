@@ -342,6 +342,21 @@ class TestWado:
         assert Image.open(io.BytesIO(thumb.content)).format == "PNG"
         assert bad.status_code == 400 and tiff.status_code == 406
 
+    def test_a_series_rendered_is_one_image_per_instance(
+        self, served: Served, stored: dict[str, Any]
+    ) -> None:
+        series_url = stored["urls"][0].split("/instances/")[0]
+        with served.client("cur") as client:
+            response = client.get(
+                f"{series_url}/rendered",
+                headers={"Accept": 'multipart/related; type="image/png"'},
+                params={"viewport": "16,16"},
+            )
+        parts = _parts(response)
+        assert len(parts) == 8
+        assert all(t == "image/png" for t, _ in parts)
+        assert {Image.open(io.BytesIO(b)).size for _, b in parts} == {(16, 16)}
+
     def test_unknown_objects_are_404(self, served: Served, stored: dict[str, Any]) -> None:
         with served.client("cur") as client:
             assert client.get("/dicomweb/studies/1.2.3/metadata").status_code == 404

@@ -167,12 +167,19 @@ def frame_media(header: str | None, stored_syntax: str) -> tuple[str, str | None
 
 
 def image_media(header: str | None, default: str = "image/jpeg") -> str:
-    """The image type of a rendered or thumbnail answer (PNG or JPEG)."""
+    """The image type of a rendered or thumbnail answer (PNG or JPEG).
+
+    ``multipart/related; type="image/png"`` counts as ``image/png`` (the parts of a study or
+    series rendered answer).
+    """
     for entry in parse_accept(header):
-        if entry.media_type in ("*/*", "image/*"):
+        media = entry.media_type
+        if media == "multipart/related":
+            media = entry.part_type or "*/*"
+        if media in ("*/*", "image/*"):
             return default
-        if entry.media_type in ("image/jpeg", "image/png", "image/gif"):
-            return entry.media_type
+        if media in ("image/jpeg", "image/png", "image/gif"):
+            return media
     raise NotAcceptable(
         "rendered images are image/jpeg, image/png or image/gif; send one of those in Accept"
     )

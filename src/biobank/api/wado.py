@@ -430,6 +430,44 @@ def rendered_frame(
     return _rendered(request, svc, instance, frame)
 
 
+@router.get("/studies/{study}/rendered", summary="Render every instance of a study")
+def rendered_study(study: str, request: Request, svc: ServicesDep, caller: ReaderDep) -> Any:
+    """multipart/related of each instance's first frame, rendered (JPEG by default)."""
+    found = _instances(svc, caller, study, None, None)
+    _audit(request, svc, caller, "wado.rendered", study)
+    return _rendered_parts(request, svc, found)
+
+
+@router.get(
+    "/studies/{study}/series/{series}/rendered", summary="Render every instance of a series"
+)
+def rendered_series(
+    study: str, series: str, request: Request, svc: ServicesDep, caller: ReaderDep
+) -> Any:
+    """multipart/related of each instance's first frame, rendered."""
+    found = _instances(svc, caller, study, series, None)
+    _audit(request, svc, caller, "wado.rendered", study, series)
+    return _rendered_parts(request, svc, found)
+
+
+def _rendered_parts(
+    request: Request, svc: Services, instances: list[InstanceSummary]
+) -> StreamingResponse:
+    media = image_media(request.headers.get("accept"))
+    options = _render_options(request)  # checked before the first byte is sent
+    boundary = new_boundary()
+
+    def parts() -> Iterator[tuple[bytes, dict[str, str]]]:
+        for instance in instances:
+            image = render_frame(
+                svc.store.get(instance.blob_digest), 1, media_type=media, **options
+            )
+            yield image, {"Content-Type": media}
+
+    content_type = multipart_content_type(media, boundary)
+    return StreamingResponse(encode_multipart(parts(), boundary), media_type=content_type)
+
+
 def _thumbnail(request: Request, svc: Services, instances: list[InstanceSummary]) -> Response:
     media = image_media(request.headers.get("accept"))
     middle = instances[len(instances) // 2]
