@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from biobank import __version__
@@ -72,6 +73,7 @@ def create_app(
         stop: Callable[[], None] | None = None
         try:
             ingest = IngestService(node, jobs=options.jobs, catalog=catalog)
+            await run_in_threadpool(ingest.wait_ready)  # listen once the workers are up
             audit = AccessLogWriter(catalog)
             svc = Services(
                 node=node,
@@ -84,6 +86,7 @@ def create_app(
                 http=http,
             )
             app.state.services = svc
+            app.state.schema_revision = await run_in_threadpool(catalog.schema_revision)
             if on_start is not None:
                 stop = on_start(svc)
             logger.info("node %s serving (%s role)", node.config.node_id, node.role.value)
@@ -121,7 +124,7 @@ def create_app(
         """200 with the node id when the catalogue answers; 503 otherwise. No token needed."""
         svc: Services = request.app.state.services
         try:
-            revision = svc.catalog.schema_revision()
+            svc.catalog.ping()
         except Exception:  # noqa: BLE001 - reported as unhealthy
             return Response(
                 json.dumps({"status": "unavailable", "catalog": "unreachable"}),
@@ -132,7 +135,7 @@ def create_app(
             "status": "ok",
             "node_id": node.config.node_id,
             "role": node.role.value,
-            "schema": revision,
+            "schema": request.app.state.schema_revision,
             "version": __version__,
         }
         return Response(json.dumps(body), media_type="application/json")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from biobank.access import AccessLogWriter, AccessService, Principal
 from biobank.api.metrics import Metrics
@@ -90,7 +91,7 @@ class Services:
     http: HttpSettings
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     """The services of the app serving ``request``."""
     found: Services = request.app.state.services
     return found
@@ -99,12 +100,17 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def principal(request: Request, svc: ServicesDep) -> Principal:
-    """The authenticated caller (bearer API token or OIDC JWT); 401 otherwise."""
-    cached: Principal | None = getattr(request.state, "principal", None)
-    if cached is not None:
-        return cached
-    found = svc.access.authenticate(request.headers.get("authorization"))
+async def principal(request: Request, svc: ServicesDep) -> Principal:
+    """The authenticated caller (bearer API token or OIDC JWT); 401 otherwise.
+
+    The dependencies are ``async``: FastAPI runs a sync dependency on a worker thread, a hop
+    that cost more than the query itself. Only an authentication that is not cached (which
+    may read the catalogue or fetch a JWKS) goes to a thread.
+    """
+    header = request.headers.get("authorization")
+    found = svc.access.authenticate_cached(header)
+    if found is None:
+        found = await run_in_threadpool(svc.access.authenticate, header)
     request.state.principal = found
     return found
 
@@ -112,7 +118,7 @@ def principal(request: Request, svc: ServicesDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(principal)]
 
 
-def reader(caller: PrincipalDep) -> Principal:
+async def reader(caller: PrincipalDep) -> Principal:
     """A caller who may read patient data (some of it, for an uploader); 403 otherwise."""
     if not caller.can_read_any:
         raise PermissionDenied(
@@ -122,7 +128,7 @@ def reader(caller: PrincipalDep) -> Principal:
     return caller
 
 
-def storer(caller: PrincipalDep) -> Principal:
+async def storer(caller: PrincipalDep) -> Principal:
     """A caller who may store instances; 403 otherwise."""
     if not caller.can_store:
         raise PermissionDenied(
@@ -132,7 +138,7 @@ def storer(caller: PrincipalDep) -> Principal:
     return caller
 
 
-def admin(caller: PrincipalDep) -> Principal:
+async def admin(caller: PrincipalDep) -> Principal:
     """An administrator; 403 otherwise."""
     if not caller.is_admin:
         raise PermissionDenied(f"user {caller.username} ({caller.role}) is not an administrator")

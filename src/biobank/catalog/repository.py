@@ -153,6 +153,17 @@ class Catalog:
         """The schema revision of the database (None if never migrated)."""
         return database.current_revision(self._engine)
 
+    def ping(self) -> None:
+        """Check that the database answers (one trivial query).
+
+        Raises
+        ------
+        StorageError
+            If it does not.
+        """
+        with self._reading("checking that the catalogue answers") as conn:
+            conn.execute(select(literal(1))).scalar_one()
+
     def analyze(self) -> None:
         """Refresh the query planner's statistics; worth it after a large ingest.
 

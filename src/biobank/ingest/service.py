@@ -103,6 +103,9 @@ class IngestService:
         self._inline_lock = threading.Lock()
         if self.jobs <= 1:
             _init_worker(self._setup)
+        self._ready = threading.Event()
+        if self.jobs <= 1:
+            self._ready.set()
         else:  # start the workers now, not on the first request (seconds of imports)
             threading.Thread(target=self._warm_up, name="biobank-warm-up", daemon=True).start()
         self._queue: queue.Queue[_Commit | None] = queue.Queue()
@@ -227,6 +230,10 @@ class IngestService:
                 )
             return self._pool
 
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Wait until the worker processes are up (a server calls it before it listens)."""
+        return self._ready.wait(timeout)
+
     def _warm_up(self) -> None:
         try:
             pool = self._get_pool()
@@ -234,6 +241,8 @@ class IngestService:
                 future.result()
         except Exception:  # noqa: BLE001 - the first request will start (and report) them
             logger.warning("the ingest workers could not be started ahead of time")
+        finally:
+            self._ready.set()
 
     def _replace_pool(self, broken: cf.ProcessPoolExecutor) -> None:
         with self._pool_lock:
