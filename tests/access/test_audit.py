@@ -76,17 +76,29 @@ def test_batches_are_bounded_in_size_and_delay() -> None:
         assert sink.events[-1].resource == "late"  # written without a flush, after the delay
 
 
-def test_recording_costs_microseconds() -> None:
-    sink = FlakySink()
-    with AccessLogWriter(sink) as writer:
-        rounds = 5000
-        start = time.perf_counter()
-        for n in range(rounds):
+def test_recording_never_waits_for_the_database() -> None:
+    gate = threading.Event()
+
+    class Stuck(FlakySink):
+        def append_access_entries(self, events: Sequence[AccessEvent]) -> None:
+            gate.wait(30)  # a database that does not answer
+            super().append_access_entries(events)
+
+    sink = Stuck()
+    writer = AccessLogWriter(sink)
+    caller = threading.Thread(
+        target=lambda: [
             writer.record(ALICE, "wado.retrieve", f"1.2.3.{n}", 200, "10.0.0.7")
-        per_call = (time.perf_counter() - start) / rounds
-        writer.flush()
-    assert len(sink.events) == rounds
-    assert per_call < 0.0001, f"{per_call * 1e6:.1f} µs per record"
+            for n in range(5000)
+        ]
+    )
+    caller.start()
+    caller.join(timeout=20)
+    recorded_while_stuck = not caller.is_alive()
+    gate.set()
+    writer.close()
+    assert recorded_while_stuck  # the request path went on while the writer was blocked
+    assert len(sink.events) == 5000
 
 
 def test_failures_are_logged_and_retried(caplog: pytest.LogCaptureFixture) -> None:
@@ -171,7 +183,7 @@ def test_close_gives_up_on_a_dead_database(caplog: pytest.LogCaptureFixture) -> 
         writer.record(ALICE, "a", "r", 200, None)
         start = time.monotonic()
         writer.close(timeout=0.2)
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 15  # close() honours its timeout instead of hanging
     assert "they are lost" in caplog.text
 
 
