@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import string
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -28,11 +29,8 @@ def parse_tag(text: str) -> int:
     InvalidQuery
         If ``text`` is neither (or names a sequence item path, which cannot be matched).
     """
-    if len(text) == 8:
-        try:
-            return int(text, 16)
-        except ValueError:
-            pass
+    if len(text) == 8 and all(c in string.hexdigits for c in text):
+        return int(text, 16)
     tag = tag_for_keyword(text)
     if tag is None:
         raise InvalidQuery(

@@ -244,8 +244,9 @@ class MultipartReader:
         self._seen += len(chunk)
         self._buffer += chunk
         parts: list[Part] = []
-        while self._step(parts):
-            pass
+        more = True
+        while more:
+            more = self._step(parts)
         if self._pos:
             del self._buffer[: self._pos]  # amortised: CPython moves the start pointer
             self._search -= self._pos

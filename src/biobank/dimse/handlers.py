@@ -13,6 +13,7 @@ the studies or series sent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from collections.abc import Iterator, Sequence
@@ -117,12 +118,10 @@ def refusal_contexts() -> list[PresentationContext]:
 
 def set_nodelay(event: Event) -> None:
     """EVT_CONN_OPEN: send small PDUs at once (no Nagle delay on request/response)."""
-    try:
+    with contextlib.suppress(AttributeError, OSError):  # not a TCP socket: nothing to tune
         sock = event.assoc.dul.socket.socket  # type: ignore[union-attr]
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError):  # not a TCP socket: nothing to tune
-        pass
 
 
 class ServiceHandlers:
