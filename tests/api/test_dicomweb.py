@@ -424,3 +424,22 @@ def test_no_phi_reaches_the_logs(
     assert any('"user": "up1"' in line and '"status": 200' in line for line in requests)
     for value in (phi.patient_name, phi.family_name, phi.patient_id, phi.given_name):
         assert value not in text
+
+
+def test_every_route_but_healthz_needs_a_token(served: Served) -> None:
+    """Every operation of the OpenAPI description answers 401 without a token."""
+    with served.client(None) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    checked = 0
+    with served.client(None) as client:
+        for path, operations in paths.items():
+            if path == "/healthz":
+                continue
+            for method in sorted(m.upper() for m in operations):
+                url = path.replace("{path:path}", "7FE00010")
+                for name in ("study", "series", "sop", "frames", "frame"):
+                    url = url.replace("{" + name + "}", "1" if "frame" in name else "1.2.3")
+                response = client.request(method, url)
+                assert response.status_code == 401, (method, path, response.status_code)
+                checked += 1
+    assert checked >= 24  # STOW 2, QIDO 6, WADO 15, metrics
