@@ -54,6 +54,7 @@ from biobank.catalog.access_models import (
 from biobank.catalog.recording import chunked
 from biobank.catalog.repository import Catalog
 from biobank.catalog.schema import ACCESS_LOG, API_TOKEN, APP_USER, STUDY, STUDY_OWNER
+from biobank.catalog.search import owned_studies_condition
 from biobank.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -95,18 +96,6 @@ def _check_event(n: int, event: AccessEvent) -> None:
                 f"access log entry {n}: {name} holds a NUL character, which the database "
                 "cannot store; remove it"
             )
-
-
-def owned_studies_condition(user_id: int) -> ColumnElement[bool]:
-    """The condition "``study`` is one that user ``user_id`` uploaded (part of)".
-
-    ``STUDY.c.id.in_(select(STUDY_OWNER.c.study_id).where(STUDY_OWNER.c.user_id ==
-    user_id))``: add it to a query of ``study`` (or of a table joined to it) to keep an
-    uploader to its own studies.
-    """
-    owned = select(STUDY_OWNER.c.study_id).where(STUDY_OWNER.c.user_id == user_id)
-    condition: ColumnElement[bool] = STUDY.c.id.in_(owned)
-    return condition
 
 
 # -- conversions ---------------------------------------------------------------------------

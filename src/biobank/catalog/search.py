@@ -359,11 +359,21 @@ def _conditions(query: DicomQuery) -> tuple[dict[QueryLevel, list[Any]], list[in
     return found, unsupported
 
 
+def owned_studies_condition(user_id: int) -> ColumnElement[bool]:
+    """The condition "``study`` is one that user ``user_id`` uploaded (part of)".
+
+    Add it to a query of ``study`` (or of a table joined to it) to keep an uploader to its
+    own studies.
+    """
+    owned = select(STUDY_OWNER.c.study_id).where(STUDY_OWNER.c.user_id == user_id)
+    condition: ColumnElement[bool] = _ST.id.in_(owned)
+    return condition
+
+
 def _owned(query: DicomQuery) -> ColumnElement[bool] | None:
     if query.owner_user_id is None:
         return None
-    owned = select(STUDY_OWNER.c.study_id).where(STUDY_OWNER.c.user_id == query.owner_user_id)
-    return _ST.id.in_(owned)
+    return owned_studies_condition(query.owner_user_id)
 
 
 def _select(query: DicomQuery) -> tuple[AnySelect, list[int]]:
@@ -635,6 +645,7 @@ __all__ = [
     "DicomQuery",
     "QueryLevel",
     "SearchResult",
+    "owned_studies_condition",
     "run_search",
     "tag_vr",
 ]
