@@ -27,6 +27,11 @@ class Settings(BaseSettings):
         description="Catalogue database URL (e.g. postgresql://user@host/db); default: the "
         "node home's SQLite file, or the URL in its node.yaml",
     )
+    dask_scheduler: str | None = Field(
+        default=None,
+        description="Address of a Dask distributed scheduler (tcp://host:8786): background "
+        "jobs run there instead of on a local process pool",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -53,6 +53,15 @@ COMMANDS = [
     ["audit", "list"],
     ["audit", "verify"],
     ["push"],
+    ["jobs"],
+    ["jobs", "list"],
+    ["jobs", "enqueue"],
+    ["jobs", "run"],
+    ["jobs", "retry"],
+    ["curate"],
+    ["curate", "classify"],
+    ["curate", "qc"],
+    ["curate", "sheet"],
 ]
 
 

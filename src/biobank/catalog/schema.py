@@ -36,6 +36,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -312,6 +313,33 @@ class StudyOwner(Base):
     created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
 
 
+class Job(Base):
+    """A unit of background work on one subject (a series), its state and its attempts.
+
+    One row per (kind, subject): enqueueing again resets a finished job to pending.
+    """
+
+    __tablename__ = "job"
+    __table_args__ = (
+        Index("ix_job_state_kind", "state", "kind"),
+        UniqueConstraint("kind", "subject", name="uq_job_kind_subject"),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default="3")
+    worker: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    started_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
+    result: Mapped[str | None] = mapped_column(Text)
+
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     if not isinstance(table, Table):  # pragma: no cover - declarative always makes a Table
@@ -329,6 +357,7 @@ APP_USER = _table(AppUser)
 API_TOKEN = _table(ApiToken)
 ACCESS_LOG = _table(AccessLog)
 STUDY_OWNER = _table(StudyOwner)
+JOB = _table(Job)
 
 PATIENT_FILLABLE = ("patient_name", "patient_sex", "patient_birth_date")
 """Patient columns filled from a later instance when still NULL (never overwritten)."""
@@ -369,6 +398,7 @@ __all__ = [
     "INGEST_BATCH",
     "INGEST_ITEM",
     "INSTANCE",
+    "JOB",
     "NAMING_CONVENTION",
     "PATIENT",
     "PATIENT_FILLABLE",
@@ -384,6 +414,7 @@ __all__ = [
     "IngestBatch",
     "IngestItem",
     "Instance",
+    "Job",
     "Patient",
     "Series",
     "Study",

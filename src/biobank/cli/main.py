@@ -13,9 +13,10 @@ from rich.table import Table
 
 import biobank
 from biobank.cli import access as access_commands
+from biobank.cli import curate as curate_commands
+from biobank.cli import jobs as jobs_commands
 from biobank.cli import node as node_commands
 from biobank.cli import push as push_commands
-from biobank.cli import curate as curate_commands
 from biobank.cli import serve as serve_commands
 from biobank.cli.common import fail, item_progress, out
 from biobank.config import get_settings
@@ -52,6 +53,7 @@ node_commands.register(app)
 access_commands.register(app)
 serve_commands.register(app)
 curate_commands.register(app)
+jobs_commands.register(app)
 push_commands.register(app)
 
 

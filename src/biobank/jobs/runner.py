@@ -1,0 +1,121 @@
+"""Run pending jobs on an executor and record what became of each."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from biobank.catalog.jobs import JobRecord, JobRecords, JobState
+from biobank.errors import BiobankError, InvalidInput
+from biobank.jobs.executor import Executor, Waitable
+from biobank.jobs.handlers import JobContext
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[JobContext, str], dict[str, Any]]
+"""A job handler: module-level (picklable), (context, subject) → JSON-ready result."""
+
+
+@dataclass
+class RunSummary:
+    """What one :meth:`JobRunner.run_pending` did."""
+
+    done: int = 0
+    retried: int = 0
+    failed: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "done": self.done,
+            "retried": self.retried,
+            "failed": self.failed,
+            "by_kind": self.by_kind,
+        }
+
+
+def _describe(exc: BaseException) -> str:
+    """A PHI-free account of an error: our messages as they are, others by class only."""
+    if isinstance(exc, BiobankError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} (a third-party error; its message is not kept: it may quote data)"
+
+
+class JobRunner:
+    """Claims pending jobs, runs them on ``executor`` with ``handlers[kind]``, records results.
+
+    Parameters
+    ----------
+    records
+        The catalogue's job table.
+    executor
+        Where the handlers run (:class:`~biobank.jobs.executor.LocalExecutor` or Dask).
+    handlers
+        The handler of each job kind this runner takes.
+    context
+        Passed to every handler.
+    """
+
+    def __init__(
+        self,
+        records: JobRecords,
+        executor: Executor,
+        handlers: Mapping[str, Handler],
+        context: JobContext,
+    ) -> None:
+        if not handlers:
+            raise InvalidInput("a job runner needs at least one handler")
+        self.records = records
+        self.executor = executor
+        self.handlers = dict(handlers)
+        self.context = context
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def run_pending(self, *, limit: int | None = None) -> RunSummary:
+        """Run pending jobs until none is left (or ``limit`` were run); see RunSummary."""
+        summary = RunSummary()
+        batch = max(1, self.executor.parallelism * 4)
+        ran = 0
+        while limit is None or ran < limit:
+            size = batch if limit is None else min(batch, limit - ran)
+            claimed = self.records.claim(self.worker, limit=size, kinds=list(self.handlers))
+            if not claimed:
+                break
+            futures = [
+                (job, self.executor.submit(self.handlers[job.kind], self.context, job.subject))
+                for job in claimed
+            ]
+            for job, future in futures:
+                self._collect(job, future, summary)
+            ran += len(claimed)
+        return summary
+
+    def _collect(self, job: JobRecord, future: Waitable, summary: RunSummary) -> None:
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded, never lost
+            state = self.records.fail(job.id, _describe(exc))
+            logger.warning(
+                "job %d (%s) failed, attempt %d: %s",
+                job.id,
+                job.kind,
+                job.attempts,
+                type(exc).__name__,
+            )
+            if state is JobState.FAILED:
+                summary.failed += 1
+            else:
+                summary.retried += 1
+            return
+        self.records.finish(job.id, result)
+        summary.done += 1
+        summary.by_kind[job.kind] = summary.by_kind.get(job.kind, 0) + 1
+
+
+__all__ = ["Handler", "JobRunner", "RunSummary"]
