@@ -27,6 +27,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -37,6 +38,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -340,6 +342,43 @@ class Job(Base):
     result: Mapped[str | None] = mapped_column(Text)
 
 
+class SeriesCuration(Base):
+    """A series' classification, quality measures and curation decision (one row each)."""
+
+    __tablename__ = "series_curation"
+
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), primary_key=True)
+    label: Mapped[str | None] = mapped_column(String(16), index=True)
+    orientation: Mapped[str | None] = mapped_column(String(16))
+    is3d: Mapped[bool | None] = mapped_column(Boolean)
+    derived: Mapped[bool | None] = mapped_column(Boolean)
+    contrast: Mapped[bool | None] = mapped_column(Boolean)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    needs_review: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    classification: Mapped[str | None] = mapped_column(Text)
+    classified_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
+    qc: Mapped[str | None] = mapped_column(Text)
+    qc_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
+    decision: Mapped[str] = mapped_column(String(16), index=True)
+    decision_source: Mapped[str] = mapped_column(String(16))
+    decision_reasons: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+
+
+class CurationEvent(Base):
+    """One step of a series' curation history: who, when, what, why."""
+
+    __tablename__ = "curation_event"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    at: Mapped[datetime.datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     if not isinstance(table, Table):  # pragma: no cover - declarative always makes a Table
@@ -358,6 +397,8 @@ API_TOKEN = _table(ApiToken)
 ACCESS_LOG = _table(AccessLog)
 STUDY_OWNER = _table(StudyOwner)
 JOB = _table(Job)
+SERIES_CURATION = _table(SeriesCuration)
+CURATION_EVENT = _table(CurationEvent)
 
 PATIENT_FILLABLE = ("patient_name", "patient_sex", "patient_birth_date")
 """Patient columns filled from a later instance when still NULL (never overwritten)."""
@@ -395,6 +436,7 @@ __all__ = [
     "API_TOKEN",
     "APP_USER",
     "BIG_ID",
+    "CURATION_EVENT",
     "INGEST_BATCH",
     "INGEST_ITEM",
     "INSTANCE",
@@ -403,6 +445,7 @@ __all__ = [
     "PATIENT",
     "PATIENT_FILLABLE",
     "SERIES",
+    "SERIES_CURATION",
     "SERIES_FILLABLE",
     "STUDY",
     "STUDY_FILLABLE",
@@ -411,12 +454,14 @@ __all__ = [
     "ApiToken",
     "AppUser",
     "Base",
+    "CurationEvent",
     "IngestBatch",
     "IngestItem",
     "Instance",
     "Job",
     "Patient",
     "Series",
+    "SeriesCuration",
     "Study",
     "StudyOwner",
     "UtcDateTime",
