@@ -75,8 +75,9 @@ def _empty(url: str) -> None:
                 text(
                     # access_log is append-only (a trigger refuses TRUNCATE): tests of it
                     # take a database of their own (database_url).
-                    "TRUNCATE curation_event, series_curation, job, study_owner, api_token, app_user, ingest_item, instance, "
-                    "series, study, patient, ingest_batch RESTART IDENTITY"
+                    "TRUNCATE curation_event, series_curation, job, study_owner, api_token, "
+                    "app_user, ingest_item, instance, series, study, patient, ingest_batch "
+                    "RESTART IDENTITY"
                 )
             )
     finally:
