@@ -62,6 +62,10 @@ COMMANDS = [
     ["curate", "classify"],
     ["curate", "qc"],
     ["curate", "sheet"],
+    ["curate", "queue"],
+    ["curate", "decide"],
+    ["curate", "relabel"],
+    ["curate", "history"],
 ]
 
 

@@ -107,3 +107,12 @@ def test_the_jobs_command(node: Node, tmp_path: Path) -> None:
 def test_an_unreachable_scheduler_is_a_clear_error() -> None:
     with pytest.raises(InvalidInput, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         DaskExecutor("tcp://127.0.0.1:9", timeout=1)
+
+
+def test_ingest_queues_classification_and_qc_for_new_series(node: Node) -> None:
+    series = sorted(_series(node))
+    with node.open_catalog() as catalog:
+        records = JobRecords(catalog)
+        for kind in ("classify-series", "qc-series"):
+            queued = sorted(j.subject for j in records.find(kind=kind))
+            assert queued == series, kind

@@ -11,6 +11,7 @@ from rich.table import Table
 from biobank.catalog.jobs import JobRecords, JobState
 from biobank.cli.common import HomeOption, JsonOption, console, fail, load_node, out
 from biobank.config import get_settings
+from biobank.curation.jobs import classify_series_job, qc_series_job
 from biobank.errors import BiobankError
 from biobank.jobs import JobContext, JobRunner, executor_for, verify_series
 from biobank.jobs.runner import Handler
@@ -21,7 +22,11 @@ jobs_app = typer.Typer(
 )
 
 #: The job kinds this node runs, by name.
-HANDLERS: dict[str, Handler] = {"verify-series": verify_series}
+HANDLERS: dict[str, Handler] = {
+    "verify-series": verify_series,
+    "classify-series": classify_series_job,
+    "qc-series": qc_series_job,
+}
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 from pydicom import Dataset
 
 from biobank.catalog import BatchState, Catalog, ItemInput, ItemOutcome, ItemResult
+from biobank.catalog.jobs import JobRecords
 from biobank.catalog.repository import ANALYZE_AFTER
 from biobank.deid import Profile, Pseudonymizer, SiteKey, deidentify_bytes
 from biobank.deid.check import check_deidentified
@@ -50,6 +51,7 @@ from biobank.ingest.node import Node, NodeRole
 from biobank.ingest.pool import run_items
 from biobank.ingest.sources import Limits, SourceItem, iter_items
 from biobank.ingest.validate import validate_instance
+from biobank.jobs import SERIES_JOBS
 from biobank.store.blobs import FileBlobStore
 from biobank.store.keyring import PseudonymMap
 
@@ -78,6 +80,7 @@ class IngestReport:
     studies: set[str] = field(default_factory=set)
     series: set[str] = field(default_factory=set)
     interrupted: bool = False
+    queued_jobs: int = 0
 
     @property
     def inputs(self) -> int:
@@ -373,8 +376,12 @@ def ingest(
     jobs: int = 0,
     progress: ProgressCallback | None = None,
     limits: Limits | None = None,
+    queue_jobs: Sequence[str] = SERIES_JOBS,
 ) -> IngestReport:
     """Ingest every file and archive member under ``sources`` into ``node``.
+
+    The series that received new instances get a job of each kind in ``queue_jobs``
+    (classification and quality control; ``biobank jobs run`` runs them).
 
     ``jobs`` worker processes (0: all cores; 1: in this process). Every input is accounted
     for in the returned report and in the catalogue's batch (``biobank ls problems``).
@@ -425,12 +432,22 @@ def ingest(
             # run) scans whole tables for each series the refresh recounts.
             catalog.analyze()
         catalog.refresh_series(committer.touched)
+        report.queued_jobs = queue_series_jobs(catalog, committer.touched, queue_jobs)
         catalog.finish_batch(batch_id, state=BatchState.COMPLETE, expected=report.inputs)
         report.finished = time.time()
         logger.info("ingest batch %s complete: %s", batch_id, report.counts)
         return report
     finally:
         catalog.close()
+
+
+def queue_series_jobs(catalog: Catalog, series: Iterable[str], kinds: Sequence[str]) -> int:
+    """Queue a job of each kind for each series (new instances: classify and measure again)."""
+    subjects = sorted(series)
+    if not subjects:
+        return 0
+    records = JobRecords(catalog)
+    return sum(records.enqueue(kind, subjects) for kind in kinds)
 
 
 def _finish_interrupted(catalog: Catalog, committer: _Committer) -> None:
@@ -446,4 +463,4 @@ def _finish_interrupted(catalog: Catalog, committer: _Committer) -> None:
         logger.exception("could not mark the batch interrupted")
 
 
-__all__ = ["COMMIT_ITEMS", "IngestReport", "close_stale_batches", "ingest"]
+__all__ = ["COMMIT_ITEMS", "IngestReport", "close_stale_batches", "ingest", "queue_series_jobs"]

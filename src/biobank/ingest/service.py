@@ -42,8 +42,10 @@ from biobank.ingest.pipeline import (
     _run_item,
     _WorkerSetup,
     close_stale_batches,
+    queue_series_jobs,
 )
 from biobank.ingest.sources import SourceItem
+from biobank.jobs import SERIES_JOBS
 from biobank.store.keyring import PseudonymMap
 
 logger = logging.getLogger(__name__)
@@ -78,8 +80,16 @@ class IngestService:
         and then closed by :meth:`close`.
     """
 
-    def __init__(self, node: Node, *, jobs: int = 0, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        *,
+        jobs: int = 0,
+        catalog: Catalog | None = None,
+        queue_jobs: Sequence[str] = SERIES_JOBS,
+    ) -> None:
         self.node = node
+        self.queue_jobs = tuple(queue_jobs)
         self.role = node.role
         self.jobs = jobs if jobs > 0 else (os.cpu_count() or 1)
         profile = node.profile() if self.role is NodeRole.SITE else None
@@ -311,6 +321,7 @@ class IngestService:
                 commit.outcome = self.catalog.record_items(commit.batch_id, items)
                 if commit.owner_user_id is not None:
                     self._record_owner(commit)
+                self._queue_jobs(commit)
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
                 commit.error = exc
             finally:
@@ -326,6 +337,18 @@ class IngestService:
         }
         if studies:
             self._owners.add_study_owners(commit.owner_user_id, sorted(studies))
+
+    def _queue_jobs(self, commit: _Commit) -> None:
+        """Series that received new instances are classified and measured (again)."""
+        series = {
+            item.instance.series_instance_uid
+            for (item, _), result in zip(commit.results, commit.outcome, strict=True)
+            if item.instance is not None and result.outcome is ItemOutcome.STORED
+        }
+        try:
+            queue_series_jobs(self.catalog, series, self.queue_jobs)
+        except Exception:  # noqa: BLE001 - the instances are stored; the jobs can be queued later
+            logger.exception("could not queue the jobs of %d series", len(series))
 
     def _finish(self, batch_id: str, state: BatchState, expected: int | None) -> None:
         try:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from biobank.dicom.io import quiet_pydicom
 from biobank.errors import InvalidInput
 
 
@@ -43,7 +44,9 @@ class LocalExecutor:
         self.parallelism = jobs if jobs > 0 else (os.cpu_count() or 1)
         self.name = f"local pool ({self.parallelism} processes)"
         context = multiprocessing.get_context("forkserver")
-        self._pool = cf.ProcessPoolExecutor(max_workers=self.parallelism, mp_context=context)
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=self.parallelism, mp_context=context, initializer=quiet_pydicom
+        )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Waitable:
         """Start ``fn(*args)`` in a worker process."""
@@ -74,6 +77,7 @@ class DaskExecutor:
                 f"cannot reach the Dask scheduler at {scheduler} ({type(exc).__name__}); "
                 "check BIOBANK_DASK_SCHEDULER and that the scheduler runs"
             ) from None
+        self._client.run(quiet_pydicom)  # the workers' pydicom warnings quote header values
         workers = self._client.scheduler_info().get("workers", {})
         self.parallelism = max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
         address = self._client.scheduler_info().get("address", scheduler)
