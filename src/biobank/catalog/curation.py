@@ -51,6 +51,7 @@ class SeriesCurationRecord:
     needs_review: bool
     classification: dict[str, Any] | None
     qc: dict[str, Any] | None
+    conformance: list[dict[str, Any]] | None
     decision: Decision
     decision_source: str
     decision_reasons: list[str]
@@ -71,6 +72,7 @@ class SeriesCurationRecord:
             "needs_review": self.needs_review,
             "classification": self.classification,
             "qc": self.qc,
+            "conformance": self.conformance,
             "decision": self.decision.value,
             "decision_source": self.decision_source,
             "decision_reasons": self.decision_reasons,
@@ -144,6 +146,28 @@ class CurationRecords:
             self._upsert(conn, series_id, values, decision, list(reasons), now)
             detail = {"decision": decision.value, "reasons": list(reasons)}
             self._event(conn, series_id, RULES, "qc", detail, now)
+
+    def record_conformance(
+        self,
+        series_instance_uid: str,
+        findings: list[dict[str, Any]],
+        decision: Decision,
+        reasons: Sequence[str],
+    ) -> None:
+        """Store DICOM conformance findings and the rules' decision.
+
+        Findings come from dciodvfy, geometry, slice and duplicate checks; the decision is
+        kept unless a curator decided, and the stricter automatic one stands.
+        """
+        if decision is Decision.PENDING:
+            raise InvalidInput("a conformance decision is approve, quarantine or exclude")
+        now = _now()
+        with self.catalog._writing(f"recording the conformance of {series_instance_uid}") as conn:
+            series_id = self._series_id(conn, series_instance_uid)
+            values = {"conformance": _dumps(findings), "conformance_at": now}
+            self._upsert(conn, series_id, values, decision, list(reasons), now)
+            detail = {"decision": decision.value, "findings": len(findings)}
+            self._event(conn, series_id, RULES, "conformance", detail, now)
 
     # -- curators ------------------------------------------------------------------------
 
@@ -336,6 +360,7 @@ def _record(row: Any) -> SeriesCurationRecord:
         needs_review=bool(row["needs_review"]),
         classification=parsed("classification"),
         qc=parsed("qc"),
+        conformance=parsed("conformance"),
         decision=Decision(row["decision"]),
         decision_source=row["decision_source"],
         decision_reasons=parsed("decision_reasons") or [],

@@ -359,6 +359,8 @@ class SeriesCuration(Base):
     classified_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
     qc: Mapped[str | None] = mapped_column(Text)
     qc_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
+    conformance: Mapped[str | None] = mapped_column(Text)
+    conformance_at: Mapped[datetime.datetime | None] = mapped_column(UtcDateTime())
     decision: Mapped[str] = mapped_column(String(16), index=True)
     decision_source: Mapped[str] = mapped_column(String(16))
     decision_reasons: Mapped[str] = mapped_column(Text)

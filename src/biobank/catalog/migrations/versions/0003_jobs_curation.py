@@ -61,6 +61,8 @@ def upgrade() -> None:
         sa.Column("classified_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("qc", sa.Text(), nullable=True),
         sa.Column("qc_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("conformance", sa.Text(), nullable=True),
+        sa.Column("conformance_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("decision", sa.String(16), nullable=False),
         sa.Column("decision_source", sa.String(16), nullable=False),
         sa.Column("decision_reasons", sa.Text(), nullable=False),
