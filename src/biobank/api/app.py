@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -28,9 +28,12 @@ from biobank.access.oidc import OidcSettings
 from biobank.api import errors, qido, stow, wado
 from biobank.api.deps import AdminDep, HttpSettings, Services
 from biobank.api.metrics import Metrics
+from biobank.catalog import Catalog
+from biobank.catalog.jobs import JobRecords
 from biobank.dicom.io import quiet_pydicom
 from biobank.ingest.node import Node
 from biobank.ingest.service import IngestService
+from biobank.jobs import BackgroundJobs, Executor, Handler, JobContext, JobRunner, executor_for
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("biobank.api.requests")
@@ -41,9 +44,13 @@ class ServiceOptions:
     """How to run the services of an app (the CLI fills it from its options)."""
 
     jobs: int = 0
-    dimse: bool = False
-    dimse_port: int | None = None
-    dimse_host: str | None = None
+    #: Background jobs run while serving (classification, QC… of series as they arrive):
+    #: the handlers by kind (none: jobs stay queued for ``biobank jobs run``).
+    job_handlers: Mapping[str, Handler] | None = None
+    #: Local processes for the background jobs (the ingest pool has the others), or a
+    #: Dask scheduler address to run them there.
+    job_workers: int = 1
+    dask_scheduler: str | None = None
 
 
 Hook = Callable[[Services], Callable[[], None]]
@@ -71,6 +78,7 @@ def create_app(
         catalog = node.open_catalog()
         ingest = audit = None
         stop: Callable[[], None] | None = None
+        background: tuple[BackgroundJobs, Executor] | None = None
         try:
             ingest = IngestService(node, jobs=options.jobs, catalog=catalog)
             await run_in_threadpool(ingest.wait_ready)  # listen once the workers are up
@@ -87,6 +95,10 @@ def create_app(
             )
             app.state.services = svc
             app.state.schema_revision = await run_in_threadpool(catalog.schema_revision)
+            if options.job_handlers:
+                background = await run_in_threadpool(
+                    _start_jobs, node, catalog, options, dict(options.job_handlers)
+                )
             if on_start is not None:
                 stop = on_start(svc)
             logger.info("node %s serving (%s role)", node.config.node_id, node.role.value)
@@ -94,6 +106,9 @@ def create_app(
         finally:
             if stop is not None:
                 stop()
+            if background is not None:
+                background[0].stop()
+                background[1].close()
             if ingest is not None:
                 ingest.close()
             if audit is not None:
@@ -147,6 +162,17 @@ def create_app(
         return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def _start_jobs(
+    node: Node, catalog: Catalog, options: ServiceOptions, handlers: dict[str, Handler]
+) -> tuple[BackgroundJobs, Executor]:
+    executor = executor_for(options.dask_scheduler, options.job_workers)
+    context = JobContext(catalog.url, str(node.blob_root.resolve()))
+    jobs = BackgroundJobs(JobRunner(JobRecords(catalog), executor, handlers, context))
+    jobs.start()
+    logger.info("background jobs on %s: %s", executor.name, ", ".join(sorted(handlers)))
+    return jobs, executor
 
 
 class RequestLog:

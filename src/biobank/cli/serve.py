@@ -12,7 +12,9 @@ import uvicorn
 from biobank.api import ServiceOptions, create_app
 from biobank.api.deps import Services
 from biobank.cli.common import HomeOption, console, fail, load_node
+from biobank.cli.jobs import HANDLERS
 from biobank.cli.node import _log_to_node
+from biobank.config import get_settings
 from biobank.errors import BiobankError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,14 @@ def serve(
     jobs: Annotated[
         int, typer.Option(min=0, help="Ingest worker processes (0: one per core).")
     ] = 0,
+    no_jobs: Annotated[
+        bool,
+        typer.Option(
+            "--no-jobs",
+            help="Do not run background jobs (classification, QC) while serving; they stay "
+            "queued for `biobank jobs run`.",
+        ),
+    ] = False,
 ) -> None:
     """Serve DICOMweb on http://HOST:PORT/dicomweb and DIMSE on DIMSE_PORT until Ctrl-C.
 
@@ -82,7 +92,12 @@ def serve(
             raise fail(str(exc)) from None
         hook = _dimse_hook(settings)
     try:
-        app = create_app(node, options=ServiceOptions(jobs=jobs), on_start=hook)
+        options = ServiceOptions(
+            jobs=jobs,
+            job_handlers=None if no_jobs else HANDLERS,
+            dask_scheduler=get_settings().dask_scheduler,
+        )
+        app = create_app(node, options=options, on_start=hook)
     except BiobankError as exc:
         raise fail(str(exc)) from None
     console.print(

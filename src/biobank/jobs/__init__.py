@@ -9,13 +9,14 @@ the error; failed jobs are retried up to their ``max_attempts``.
 
 from biobank.jobs.executor import DaskExecutor, Executor, LocalExecutor, executor_for
 from biobank.jobs.handlers import JobContext, verify_series
-from biobank.jobs.runner import Handler, JobRunner, RunSummary
+from biobank.jobs.runner import BackgroundJobs, Handler, JobRunner, RunSummary
 
 SERIES_JOBS = ("classify-series", "qc-series")
 """The jobs queued for every series that received new instances (issue 6's curation)."""
 
 __all__ = [
     "SERIES_JOBS",
+    "BackgroundJobs",
     "DaskExecutor",
     "Executor",
     "Handler",

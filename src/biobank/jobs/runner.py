@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -118,4 +119,40 @@ class JobRunner:
         summary.by_kind[job.kind] = summary.by_kind.get(job.kind, 0) + 1
 
 
-__all__ = ["Handler", "JobRunner", "RunSummary"]
+class BackgroundJobs:
+    """Runs pending jobs on a thread of its own until stopped (``biobank serve`` uses it).
+
+    It polls the job table every ``interval`` seconds when idle and goes on at once while
+    there is work; an error (a catalogue that does not answer) is logged and retried.
+    """
+
+    def __init__(self, runner: JobRunner, *, interval: float = 2.0) -> None:
+        self.runner = runner
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="biobank-jobs", daemon=True)
+
+    def start(self) -> None:
+        """Start polling."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop after the jobs in hand (they are recorded), and wait for the thread."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        batch = max(1, self.runner.executor.parallelism * 4)
+        while not self._stop.is_set():
+            try:
+                summary = self.runner.run_pending(limit=batch)
+            except Exception as exc:  # noqa: BLE001 - logged, then tried again
+                logger.warning("background jobs: %s; trying again", type(exc).__name__)
+                summary = RunSummary()
+            busy = summary.done + summary.retried + summary.failed
+            if not busy:
+                self._stop.wait(self.interval)
+
+
+__all__ = ["BackgroundJobs", "Handler", "JobRunner", "RunSummary"]
