@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, true, update
 
 from biobank.catalog.repository import Catalog
 from biobank.catalog.schema import CURATION_EVENT, SERIES, SERIES_CURATION, STUDY
@@ -230,6 +230,10 @@ class CurationRecords:
     ) -> list[SeriesCurationRecord]:
         """Series with this decision (the review queue: quarantined ones), oldest first."""
         return self._select(SERIES_CURATION.c.decision == decision.value, limit, offset)
+
+    def every(self, *, limit: int = 1000, offset: int = 0) -> list[SeriesCurationRecord]:
+        """Every curated series, oldest decision first."""
+        return self._select(true(), limit, offset)
 
     def history(self, series_instance_uid: str) -> list[CurationEventRecord]:
         """Every step of a series' curation, oldest first."""

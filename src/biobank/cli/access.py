@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from biobank.access import AccessService, Role, UserRecord
-from biobank.cli.common import HomeOption, JsonOption, console, fail, load_node, out
+from biobank.cli.common import HomeOption, JsonOption, console, fail, load_node, out, print_table
 from biobank.errors import BiobankError
 
 T = TypeVar("T")
@@ -60,14 +59,6 @@ def _run(home: Path | None, call: Callable[[AccessService], T]) -> T:
 
 def _when(value: dt.datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else ""
-
-
-def _print_table(table: Table) -> None:
-    """Print a table; into a pipe or file, wide enough that no line is folded."""
-    if out.is_terminal:
-        out.print(table)
-    else:
-        Console(width=max(out.width, 240)).print(table)
 
 
 def _print_json(data: Any) -> None:
@@ -128,7 +119,7 @@ def user_list(home: HomeOption = None, as_json: JsonOption = False) -> None:
             _when(user.created_at),
             user.oidc_subject or "",
         )
-    _print_table(table)
+    print_table(table)
 
 
 @user_app.command("disable")
@@ -232,7 +223,7 @@ def token_list(
             _when(token.expires_at) or "never",
             _when(token.last_used_at),
         )
-    _print_table(table)
+    print_table(table)
 
 
 @token_app.command("revoke")
@@ -329,7 +320,7 @@ def audit_list(
             entry.client or "",
             entry.detail,
         )
-    _print_table(table)
+    print_table(table)
 
 
 @audit_app.command("verify")

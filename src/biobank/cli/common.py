@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from biobank.config import get_settings
 from biobank.errors import BiobankError
@@ -25,6 +26,14 @@ HomeOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def print_table(table: Table) -> None:
+    """Print a table; into a pipe or a file, wide enough that no line is folded."""
+    if out.is_terminal:
+        out.print(table)
+    else:
+        Console(width=max(out.width, 240)).print(table)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from biobank.catalog.curation import CurationRecords, Decision
-from biobank.cli.common import HomeOption, JsonOption, fail, load_node, out
+from biobank.cli.common import HomeOption, JsonOption, fail, load_node, out, print_table
 from biobank.errors import BiobankError
 
 CuratorOption = Annotated[
@@ -23,6 +23,7 @@ CommentOption = Annotated[str, typer.Option("--comment", "-m", help="Why (requir
 def register(curate_app: typer.Typer) -> None:
     """Add the review commands to ``biobank curate``."""
     curate_app.command("queue")(queue)
+    curate_app.command("series")(series_list)
     curate_app.command("decide")(decide)
     curate_app.command("relabel")(relabel)
     curate_app.command("history")(history)
@@ -61,7 +62,38 @@ def queue(
             record.decided_by or record.decision_source,
             "; ".join(record.decision_reasons),
         )
-    out.print(table)
+    print_table(table)
+
+
+def series_list(
+    home: HomeOption = None,
+    limit: Annotated[int, typer.Option(min=1)] = 1000,
+    as_json: JsonOption = False,
+) -> None:
+    """Every curated series: label, orientation, confidence, QC decision and reasons."""
+    node = load_node(home)
+    try:
+        with node.open_catalog() as catalog:
+            found = CurationRecords(catalog).every(limit=limit)
+    except BiobankError as exc:
+        raise fail(str(exc)) from None
+    if as_json:
+        out.print_json(json.dumps([record.to_json() for record in found]))
+        return
+    table = Table(title=f"Curated series ({len(found)})")
+    for column in ("series", "label", "plane", "3D", "conf.", "decision", "reasons"):
+        table.add_column(column, no_wrap=column == "series", overflow="fold")
+    for record in found:
+        table.add_row(
+            record.series_instance_uid,
+            record.label or "",
+            record.orientation or "",
+            "" if record.is3d is None else ("yes" if record.is3d else "no"),
+            f"{record.confidence:.2f}" if record.confidence is not None else "",
+            record.decision.value,
+            "; ".join(record.decision_reasons),
+        )
+    print_table(table)
 
 
 def decide(
@@ -135,7 +167,7 @@ def history(
             event.action,
             json.dumps(event.detail, ensure_ascii=False),
         )
-    out.print(table)
+    print_table(table)
 
 
-__all__ = ["decide", "history", "queue", "register", "relabel"]
+__all__ = ["decide", "history", "queue", "register", "relabel", "series_list"]

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from biobank.catalog.jobs import JobRecords, JobState
-from biobank.cli.common import HomeOption, JsonOption, console, fail, load_node, out
+from biobank.cli.common import HomeOption, JsonOption, console, fail, load_node, out, print_table
 from biobank.config import get_settings
+from biobank.curation.conformance import conformance_series_job
 from biobank.curation.jobs import classify_series_job, qc_series_job
 from biobank.errors import BiobankError
 from biobank.jobs import JobContext, JobRunner, executor_for, verify_series
@@ -26,6 +27,7 @@ HANDLERS: dict[str, Handler] = {
     "verify-series": verify_series,
     "classify-series": classify_series_job,
     "qc-series": qc_series_job,
+    "conformance-series": conformance_series_job,
 }
 
 
@@ -80,7 +82,7 @@ def list_jobs(
             job.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
             job.error or "",
         )
-    out.print(table)
+    print_table(table)
 
 
 @jobs_app.command("enqueue")

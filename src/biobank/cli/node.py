@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from biobank.catalog import ItemOutcome, ItemResult
@@ -22,6 +21,7 @@ from biobank.cli.common import (
     item_progress,
     load_node,
     out,
+    print_table,
 )
 from biobank.config import get_settings
 from biobank.deid import DEFAULT_PROFILE
@@ -272,7 +272,7 @@ def _print_batches(batches: Sequence[Any]) -> None:
         data = b.to_json()
         counts = (_cell(data.get(c)) for c in _BATCH_COUNTS[2:])
         table.add_row(b.batch_id, _when(b.started_at), _cell(data.get("state")), *counts)
-    _print_wide(table)
+    print_table(table)
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -295,15 +295,7 @@ def _emit(rows: Sequence[Any], columns: list[tuple[str, str]], as_json: bool, ti
             table.add_column(header, overflow="fold")
     for row_cells in cells:
         table.add_row(*row_cells)
-    _print_wide(table)
-
-
-def _print_wide(table: Table) -> None:
-    """Print a table; into a pipe or file, wide enough that no line is folded."""
-    if out.is_terminal:
-        out.print(table)
-    else:
-        Console(width=max(out.width, 240)).print(table)
+    print_table(table)
 
 
 def _cell(value: Any) -> str:
