@@ -1,0 +1,268 @@
+"""The curation API under ``/api/v1``: the review queue, decisions, labels, sheets, jobs.
+
+What ``biobank curate queue|decide|relabel|history|sheet`` and ``biobank jobs list|retry``
+do on the node's machine, over HTTP for curators working elsewhere (issue 6). Curators and
+admins only; retrying jobs is for admins. Every call is appended to the access log (action
+``curation.*``, the series UID as resource, the outcome's status); curators' comments are
+free text and stay out of the log's detail — they are kept in the series' history.
+
+Reading the catalogue and loading images block, so the endpoints are plain ``def``: FastAPI
+runs them on a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from biobank.access import Principal, Role
+from biobank.api.deps import AdminDep, PrincipalDep, Services, ServicesDep, client_of
+from biobank.api.errors import status_of
+from biobank.catalog.curation import CurationRecords, Decision
+from biobank.catalog.jobs import JobRecords, JobState
+from biobank.curation.series import load_series_from_node
+from biobank.curation.sheet import contact_sheet
+from biobank.errors import BiobankError, PermissionDenied
+
+router = APIRouter(prefix="/api/v1", tags=["curation"])
+
+MAX_PAGE = 1000
+"""The most records or jobs one request lists."""
+
+CURATION_ROLES = frozenset({Role.CURATOR, Role.ADMIN})
+
+
+async def curator(caller: PrincipalDep) -> Principal:
+    """A curator or an administrator; 403 otherwise."""
+    if caller.role not in CURATION_ROLES:
+        raise PermissionDenied(
+            f"user {caller.username} ({caller.role}) may not review series; the curation API "
+            "is for the curator and admin roles — ask an administrator"
+        )
+    return caller
+
+
+CuratorDep = Annotated[Principal, Depends(curator)]
+
+# -- bodies ----------------------------------------------------------------------------------
+
+Comment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+
+
+class DecisionBody(BaseModel):
+    """A curator's decision on a series; the comment (why) is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "quarantine", "exclude"]
+    comment: Comment
+
+
+class LabelBody(BaseModel):
+    """A curator's label for a series (T1W, T2W, FLAIR, …); the comment is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
+    comment: Comment
+
+
+class RetryBody(BaseModel):
+    """The failed jobs to put back to pending."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1, max_length=10_000)]
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Entry:
+    """The access-log detail of a call, filled in by the endpoint (no PHI, no comments)."""
+
+    detail: str = ""
+
+
+@contextmanager
+def _audited(
+    request: Request, svc: Services, caller: Principal, action: str, resource: str
+) -> Iterator[_Entry]:
+    """Record the call in the access log with its outcome, whether it succeeds or fails."""
+    entry = _Entry()
+    status = 200
+    try:
+        yield entry
+    except BiobankError as exc:
+        status = status_of(exc)
+        raise
+    except Exception:
+        status = 500
+        raise
+    finally:
+        svc.audit.record(caller, action, resource, status, client_of(request), entry.detail)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities (a QC measure may be undefined) as ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _json(value: Any) -> Response:
+    body = json.dumps(_finite(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(body.encode(), media_type="application/json")
+
+
+def _record_with_history(records: CurationRecords, series: str) -> dict[str, Any]:
+    out = records.get(series).to_json()
+    out["history"] = [
+        {
+            "at": event.at.isoformat(timespec="seconds"),
+            "actor": event.actor,
+            "action": event.action,
+            "detail": event.detail,
+        }
+        for event in records.history(series)
+    ]
+    return out
+
+
+# -- review ----------------------------------------------------------------------------------
+
+
+@router.get("/curation/queue", summary="Series to review (quarantined, or another decision)")
+def review_queue(
+    request: Request,
+    svc: ServicesDep,
+    caller: CuratorDep,
+    decision: Decision = Decision.QUARANTINE,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    """Curation records with this decision, oldest first (``offset`` pages through them)."""
+    with _audited(request, svc, caller, "curation.queue", "*") as entry:
+        found = CurationRecords(svc.catalog).queue(decision, limit=limit, offset=offset)
+        entry.detail = f"decision={decision.value} offset={offset} records={len(found)}"
+    return _json([record.to_json() for record in found])
+
+
+@router.get("/curation/facets", summary="Series counted by decision and by label")
+def curation_facets(request: Request, svc: ServicesDep, caller: CuratorDep) -> Response:
+    """``{"decision": {"quarantine": 3, …}, "label": {"T2W": 12, …}}``."""
+    with _audited(request, svc, caller, "curation.facets", "*"):
+        facets = CurationRecords(svc.catalog).facets()
+    return _json(facets)
+
+
+@router.get("/curation/series/{series}", summary="A series' curation record and history")
+def series_record(series: str, request: Request, svc: ServicesDep, caller: CuratorDep) -> Response:
+    """The record (label, QC, decision, reasons) with ``history``: who did what, when, why."""
+    with _audited(request, svc, caller, "curation.series", series):
+        found = _record_with_history(CurationRecords(svc.catalog), series)
+    return _json(found)
+
+
+@router.post("/curation/series/{series}/decision", summary="Approve, quarantine or exclude")
+def decide_series(
+    series: str, body: DecisionBody, request: Request, svc: ServicesDep, caller: CuratorDep
+) -> Response:
+    """Record the caller's decision with its comment; it stands until another curator's.
+
+    Answers the updated record with its history.
+    """
+    with _audited(request, svc, caller, "curation.decide", series) as entry:
+        entry.detail = f"decision={body.decision}"
+        records = CurationRecords(svc.catalog)
+        records.decide(series, Decision(body.decision), actor=caller.username, comment=body.comment)
+        found = _record_with_history(records, series)
+    return _json(found)
+
+
+@router.post("/curation/series/{series}/label", summary="Correct a series' label")
+def relabel_series(
+    series: str, body: LabelBody, request: Request, svc: ServicesDep, caller: CuratorDep
+) -> Response:
+    """Record the caller's label (the classifier's stays in the history); the updated record."""
+    with _audited(request, svc, caller, "curation.relabel", series) as entry:
+        entry.detail = f"label={body.label}"
+        records = CurationRecords(svc.catalog)
+        records.relabel(series, body.label, actor=caller.username, comment=body.comment)
+        found = _record_with_history(records, series)
+    return _json(found)
+
+
+@router.get(
+    "/curation/series/{series}/sheet.png",
+    summary="Contact sheet of a series (PNG)",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def series_sheet(
+    series: str,
+    request: Request,
+    svc: ServicesDep,
+    caller: CuratorDep,
+    tile: Annotated[int, Query(ge=16, le=1024)] = 128,
+    columns: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> Response:
+    """Every image of the series, windowed and shrunk to ``tile`` pixels, in one PNG.
+
+    Only slice indices are drawn, never header text. The pixels are those stored (de-identified
+    on a site node; burned-in text is what the sheet helps to spot).
+    """
+    with _audited(request, svc, caller, "curation.sheet", series) as entry:
+        volume = load_series_from_node(svc.catalog, svc.store, series)
+        image = contact_sheet(volume, tile=tile, columns=columns)
+        entry.detail = f"tile={tile} images={volume.shape[0]}"
+    return Response(image, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+@router.get("/jobs", summary="Background jobs (classification, QC, fixity) and their state")
+def list_jobs(
+    request: Request,
+    svc: ServicesDep,
+    caller: CuratorDep,
+    state: JobState | None = None,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> Response:
+    """``{"counts": {state: n}, "jobs": [...]}``, newest first."""
+    with _audited(request, svc, caller, "curation.jobs", "*") as entry:
+        records = JobRecords(svc.catalog)
+        found = records.find(state=state, kind=kind, limit=limit)
+        counts = records.counts()
+        entry.detail = f"state={state.value if state else '*'} jobs={len(found)}"
+    return _json({"counts": counts, "jobs": [job.to_json() for job in found]})
+
+
+@router.post("/jobs/retry", summary="Put failed jobs back to pending (admin)")
+def retry_jobs(body: RetryBody, request: Request, svc: ServicesDep, caller: AdminDep) -> Response:
+    """Failed jobs among ``ids`` start again with fresh attempts; ``{"retried": n}``.
+
+    Ids of jobs that are not failed are left alone (and not counted).
+    """
+    ids = sorted(set(body.ids))
+    with _audited(request, svc, caller, "curation.jobs.retry", "*") as entry:
+        count = JobRecords(svc.catalog).retry(ids)
+        entry.detail = f"ids={','.join(str(i) for i in ids[:50])} retried={count}"
+    return _json({"retried": count})
+
+
+__all__ = ["CuratorDep", "DecisionBody", "LabelBody", "RetryBody", "curator", "router"]
