@@ -385,6 +385,7 @@ class TestAccessLog:
         finally:
             catalog.close()
         assert ("up1", "stow") in actions
+        assert ("res", "refused") in actions  # the researcher's refused reads are logged
         assert ("cur", "qido.study") in actions
         assert ("cur", "wado.study.metadata") in actions
         text = json.dumps(

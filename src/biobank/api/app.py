@@ -207,10 +207,7 @@ class RequestLog:
             await self.app(scope, receive, sending)
         finally:
             elapsed = time.perf_counter() - started
-            template = str(getattr(scope.get("route"), "path", "unmatched"))
-            path = str(scope.get("path", ""))
-            if path.startswith("/dicomweb/") and not template.startswith("/dicomweb"):
-                template = "/dicomweb" + template  # included routers report their own path
+            template = errors.route_template(scope)
             if svc is not None:
                 svc.metrics.in_flight.dec()
                 svc.metrics.requests.labels(scope["method"], template, str(status)).inc()

@@ -8,6 +8,8 @@ generic message: a third-party message may quote a value from a file.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -62,6 +64,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.BiobankError)
     async def _biobank(request: Request, exc: errors.BiobankError) -> JSONResponse:
         status = status_of(exc)
+        if status in (401, 403):
+            _record_refusal(request, status)
         if status >= 500:
             logger.warning("%s %s failed: %s", request.method, _route(request), type(exc).__name__)
         return error_response(status, str(exc))
@@ -93,9 +97,31 @@ def install(app: FastAPI) -> None:
         )
 
 
+def _record_refusal(request: Request, status: int) -> None:
+    """Refused requests go to the access log too (who tried what; no token, no values)."""
+    svc = getattr(request.app.state, "services", None)
+    if svc is None:
+        return
+    principal = getattr(request.state, "principal", None)
+    client = request.client
+    where = f"{client.host}:{client.port}" if client is not None else "-"
+    svc.audit.record(principal, "refused", f"{request.method} {_route(request)}", status, where)
+
+
+def route_template(scope: Mapping[str, Any]) -> str:
+    """The route template of a request (``/dicomweb/studies/{study}``).
+
+    Logs and metrics name the template, never the path, which carries UIDs.
+    """
+    template = str(getattr(scope.get("route"), "path", "unmatched"))
+    path = str(scope.get("path", ""))
+    if path.startswith("/dicomweb/") and not template.startswith("/dicomweb"):
+        template = "/dicomweb" + template  # included routers report their own path
+    return template
+
+
 def _route(request: Request) -> str:
-    route = request.scope.get("route")
-    return str(getattr(route, "path", "?"))
+    return route_template(request.scope)
 
 
-__all__ = ["STATUS", "error_response", "install", "status_of"]
+__all__ = ["STATUS", "error_response", "install", "route_template", "status_of"]
