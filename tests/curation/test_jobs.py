@@ -6,6 +6,7 @@ from pathlib import Path
 
 from biobank.catalog.curation import CurationRecords, Decision
 from biobank.catalog.jobs import JobRecords, JobState
+from biobank.curation.conformance import conformance_series_job
 from biobank.curation.jobs import classify_series_job, qc_series_job
 from biobank.dicom.synthetic import write_corpus
 from biobank.ingest.node import NodeRole, init_node
@@ -22,9 +23,13 @@ def test_ingested_series_are_classified_and_measured(tmp_path: Path) -> None:
         with node.open_catalog() as catalog:
             records = JobRecords(catalog)
             context = JobContext(catalog.url, str(node.blob_root.resolve()))
-            handlers = {"classify-series": classify_series_job, "qc-series": qc_series_job}
+            handlers = {
+                "classify-series": classify_series_job,
+                "qc-series": qc_series_job,
+                "conformance-series": conformance_series_job,
+            }
             summary = JobRunner(records, executor, handlers, context).run_pending()
-            assert summary.failed == 0 and summary.done == 4
+            assert summary.failed == 0 and summary.done == 6
             assert all(j.state is JobState.DONE for j in records.find())
             curation = CurationRecords(catalog)
             by_modality = {}

@@ -113,6 +113,6 @@ def test_ingest_queues_classification_and_qc_for_new_series(node: Node) -> None:
     series = sorted(_series(node))
     with node.open_catalog() as catalog:
         records = JobRecords(catalog)
-        for kind in ("classify-series", "qc-series"):
+        for kind in ("classify-series", "qc-series", "conformance-series"):
             queued = sorted(j.subject for j in records.find(kind=kind))
             assert queued == series, kind

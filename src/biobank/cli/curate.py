@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from biobank.cli import curate_classify, curate_image, curate_review
+from biobank.cli import curate_check, curate_classify, curate_image, curate_review
 
 curate_app = typer.Typer(
     help="Curate series: classify (MR labels), quality control, contact sheets, review.",
@@ -13,6 +13,7 @@ curate_app = typer.Typer(
 curate_image.register(curate_app)
 curate_classify.register(curate_app)
 curate_review.register(curate_app)
+curate_check.register(curate_app)
 
 
 def register(app: typer.Typer) -> None:

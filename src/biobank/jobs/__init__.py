@@ -11,7 +11,7 @@ from biobank.jobs.executor import DaskExecutor, Executor, LocalExecutor, executo
 from biobank.jobs.handlers import JobContext, verify_series
 from biobank.jobs.runner import BackgroundJobs, Handler, JobRunner, RunSummary
 
-SERIES_JOBS = ("classify-series", "qc-series")
+SERIES_JOBS = ("classify-series", "qc-series", "conformance-series")
 """The jobs queued for every series that received new instances (issue 6's curation)."""
 
 __all__ = [
