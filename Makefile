@@ -84,6 +84,8 @@ bench: install
 	  --json catalog-results.json || rc=1; \
 	timeout --foreground -k 60 1800 $(BIN)/python bench/dicomweb.py --workdir "$$dir" \
 	  --json dicomweb-results.json || rc=1; \
+	timeout --foreground -k 60 1200 $(BIN)/python bench/curation.py --workdir "$$dir" \
+	  --json curation-results.json || rc=1; \
 	exit $$rc
 
 clean:
