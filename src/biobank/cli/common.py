@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,29 @@ HomeOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+SeriesPathArgument = Annotated[
+    Path | None,
+    typer.Argument(
+        help="A DICOM file or a folder of DICOM files (one or more series).",
+        show_default=False,
+    ),
+]
+SeriesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--series", help="A Series Instance UID of the node (instead of PATH).", show_default=False
+    ),
+]
+
+
+def files_under(path: Path) -> Iterator[Path]:
+    """``path`` if it is a file, else every file below it (hidden ones left out), sorted."""
+    if path.is_file():
+        yield path
+        return
+    for child in sorted(path.rglob("*")):
+        if child.is_file() and not child.name.startswith("."):
+            yield child
 
 
 def print_table(table: Table) -> None:

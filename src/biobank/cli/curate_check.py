@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from biobank.cli.common import HomeOption, JsonOption, fail, load_node, out
+from biobank.cli.common import (
+    HomeOption,
+    JsonOption,
+    SeriesOption,
+    SeriesPathArgument,
+    fail,
+    files_under,
+    load_node,
+    out,
+)
 from biobank.curation.conformance import ConformanceReport, check_instance_files, check_series
 from biobank.errors import BiobankError
 
@@ -20,31 +26,9 @@ def register(curate_app: typer.Typer) -> None:
     curate_app.command("check")(check_command)
 
 
-def _files(path: Path) -> Iterator[Path]:
-    if path.is_file():
-        yield path
-        return
-    for child in sorted(path.rglob("*")):
-        if child.is_file() and not child.name.startswith("."):
-            yield child
-
-
 def check_command(
-    path: Annotated[
-        Path | None,
-        typer.Argument(
-            help="A DICOM file or a folder of DICOM files (one or more series).",
-            show_default=False,
-        ),
-    ] = None,
-    series: Annotated[
-        str | None,
-        typer.Option(
-            "--series",
-            help="A Series Instance UID of the node (instead of PATH).",
-            show_default=False,
-        ),
-    ] = None,
+    path: SeriesPathArgument = None,
+    series: SeriesOption = None,
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -62,7 +46,7 @@ def check_command(
         elif path is not None and series is None:
             if not path.exists():
                 raise fail("the path does not exist; give a DICOM file or a folder of DICOM files")
-            reports = check_instance_files(_files(path))
+            reports = check_instance_files(files_under(path))
         else:
             raise fail("give either PATH or --series UID")
     except BiobankError as exc:

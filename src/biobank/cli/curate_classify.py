@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from rich.table import Table
 
-from biobank.cli.common import HomeOption, JsonOption, console, fail, load_node, out
+from biobank.cli.common import HomeOption, JsonOption, console, fail, files_under, load_node, out
 from biobank.curation.classify import classify_headers
 from biobank.curation.default import default_series
 from biobank.curation.models import Classification, DefaultChoice
@@ -78,16 +77,10 @@ def classify_command(
         _print_table(classifications, defaults)
 
 
-def _files(root: Path) -> Iterator[Path]:
-    for item in sorted(root.rglob("*")):
-        if item.is_file():
-            yield item
-
-
 def _read_folder(root: Path) -> tuple[list[Dataset], int]:
     headers: list[Dataset] = []
     skipped = 0
-    for item in _files(root):
+    for item in files_under(root):
         try:
             ds = pydicom.dcmread(item, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, KeyError):

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from biobank.cli.common import HomeOption, JsonOption, fail, load_node, out
+from biobank.cli.common import (
+    HomeOption,
+    JsonOption,
+    SeriesOption,
+    SeriesPathArgument,
+    fail,
+    files_under,
+    load_node,
+    out,
+)
 from biobank.curation.qc import QcReport, measure
 from biobank.curation.series import SeriesVolume, load_series_files, load_series_from_node
 from biobank.curation.sheet import contact_sheet
@@ -25,20 +33,11 @@ def register(curate_app: typer.Typer) -> None:
     curate_app.command("sheet")(sheet_command)
 
 
-def _files(path: Path) -> Iterator[Path]:
-    if path.is_file():
-        yield path
-        return
-    for child in sorted(path.rglob("*")):
-        if child.is_file() and not child.name.startswith("."):
-            yield child
-
-
 def _from_path(path: Path) -> list[SeriesVolume]:
     if not path.exists():
         raise fail("the path does not exist; give a DICOM file or a folder of DICOM files")
     try:
-        return load_series_files(_files(path))
+        return load_series_files(files_under(path))
     except BiobankError as exc:
         raise fail(str(exc)) from None
 
@@ -53,21 +52,8 @@ def _from_node(home: Path | None, series_instance_uid: str) -> SeriesVolume:
 
 
 def qc_command(
-    path: Annotated[
-        Path | None,
-        typer.Argument(
-            help="A DICOM file or a folder of DICOM files (one or more series).",
-            show_default=False,
-        ),
-    ] = None,
-    series: Annotated[
-        str | None,
-        typer.Option(
-            "--series",
-            help="A Series Instance UID of the node (instead of PATH).",
-            show_default=False,
-        ),
-    ] = None,
+    path: SeriesPathArgument = None,
+    series: SeriesOption = None,
     home: HomeOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -66,6 +66,7 @@ from biobank.curation.series import (
     _orientation,
     _position,
     catalog_blob,
+    finite_floats,
 )
 from biobank.dicom.io import read_dataset
 from biobank.errors import InvalidDicom, InvalidInput, NotFound
@@ -295,16 +296,6 @@ def _describe(instances: list[str], total: int) -> str | None:
 # -- reading -----------------------------------------------------------------------------
 
 
-def _floats(value: Any, count: int) -> tuple[float, ...] | None:
-    try:
-        numbers = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        return None
-    if len(numbers) != count or not all(np.isfinite(numbers)):
-        return None
-    return numbers
-
-
 def _summarise(ds: Dataset, label: str) -> _Instance:
     pixel_keyword = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
     digest = None
@@ -322,7 +313,7 @@ def _summarise(ds: Dataset, label: str) -> _Instance:
         for index in range(frames):
             frame_label = label if frames == 1 else f"{label}, frame {index + 1}"
             slices.append(_Slice(frame_label, _position(ds, index), _orientation(ds, index)))
-    spacing = _floats(ds.get("PixelSpacing"), 2) if ds.get("PixelSpacing") else None
+    spacing = finite_floats(ds.get("PixelSpacing"), 2) if ds.get("PixelSpacing") else None
     try:
         thickness = float(ds.get("SliceThickness") or 0) or None
     except (TypeError, ValueError):

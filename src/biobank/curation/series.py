@@ -288,7 +288,8 @@ def _modality(
     return values
 
 
-def _floats(value: Any, count: int) -> tuple[float, ...] | None:
+def finite_floats(value: Any, count: int) -> tuple[float, ...] | None:
+    """``count`` finite numbers read from a multi-valued attribute, or None."""
     try:
         numbers = tuple(float(v) for v in value)
     except (TypeError, ValueError):
@@ -301,14 +302,14 @@ def _floats(value: Any, count: int) -> tuple[float, ...] | None:
 def _position(ds: Dataset, index: int) -> tuple[float, float, float] | None:
     item = _functional_item(ds, index, "PlanePositionSequence")
     value = (item or ds).get("ImagePositionPatient")
-    numbers = _floats(value, 3) if value is not None else None
+    numbers = finite_floats(value, 3) if value is not None else None
     return (numbers[0], numbers[1], numbers[2]) if numbers else None
 
 
 def _orientation(ds: Dataset, index: int) -> tuple[float, ...] | None:
     item = _functional_item(ds, index, "PlaneOrientationSequence")
     value = (item or ds).get("ImageOrientationPatient")
-    return _floats(value, 6) if value is not None else None
+    return finite_floats(value, 6) if value is not None else None
 
 
 def _normal(orientation: tuple[float, ...]) -> npt.NDArray[np.float64] | None:
@@ -415,7 +416,7 @@ def _pixel_spacing(ds: Dataset) -> tuple[float, float]:
     for source in (item, ds):
         if source is None or source.get("PixelSpacing") is None:
             continue
-        numbers = _floats(source.get("PixelSpacing"), 2)
+        numbers = finite_floats(source.get("PixelSpacing"), 2)
         if numbers and numbers[0] > 0 and numbers[1] > 0:
             return numbers[0], numbers[1]
     return 1.0, 1.0
