@@ -8,6 +8,7 @@ and pulse-sequence names in private elements. :func:`summarise` reads all of the
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -126,10 +127,8 @@ def get_value(ds: Dataset, keyword: str) -> Any:
 
 def _private(ds: Dataset, group: int, offset: int, creator: str) -> Any:
     """A private value by creator, else by the usual tag when that creator is absent."""
-    try:
+    with contextlib.suppress(KeyError, ValueError):  # no such creator: try the usual tag
         return ds.get_private_item(group, offset, creator).value
-    except (KeyError, ValueError):
-        pass
     tag = BaseTag((group << 16) | 0x1000 | offset)
     if tag in ds and BaseTag((group << 16) | 0x0010) not in ds:
         try:
