@@ -23,6 +23,9 @@ class Waitable(Protocol):
     def result(self, timeout: float | None = None) -> Any:
         """The value, or raise the error of the call."""
 
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        """Call ``fn(future)`` when the call ends (at once if it already has)."""
+
 
 class Executor(Protocol):
     """Runs functions somewhere; see :class:`LocalExecutor` and :class:`DaskExecutor`."""

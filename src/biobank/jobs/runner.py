@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import socket
 import threading
 import uuid
@@ -79,22 +80,41 @@ class JobRunner:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def run_pending(self, *, limit: int | None = None) -> RunSummary:
-        """Run pending jobs until none is left (or ``limit`` were run); see RunSummary."""
+        """Run pending jobs until none is left (or ``limit`` were run); see RunSummary.
+
+        A sliding window: about twice as many jobs as the executor runs at once are in
+        flight; each finished job is recorded as soon as it finishes and makes room for the
+        next claim, so a slow job never holds the others back (claims come a few at a time).
+        """
         summary = RunSummary()
-        batch = max(1, self.executor.parallelism * 4)
+        window = max(2, self.executor.parallelism * 2)
+        finished: queue.SimpleQueue[tuple[JobRecord, Waitable]] = queue.SimpleQueue()
+        in_flight = 0
         ran = 0
-        while limit is None or ran < limit:
-            size = batch if limit is None else min(batch, limit - ran)
-            claimed = self.records.claim(self.worker, limit=size, kinds=list(self.handlers))
-            if not claimed:
+        exhausted = False
+        while True:
+            room = window - in_flight
+            if limit is not None:
+                room = min(room, limit - ran)
+            if not exhausted and room >= max(1, window // 2):
+                claimed = self.records.claim(self.worker, limit=room, kinds=list(self.handlers))
+                exhausted = len(claimed) < room
+                for job in claimed:
+                    future = self.executor.submit(
+                        self.handlers[job.kind], self.context, job.subject
+                    )
+                    future.add_done_callback(
+                        lambda done, job=job: finished.put((job, done))  # type: ignore[misc]
+                    )
+                in_flight += len(claimed)
+                ran += len(claimed)
+                if limit is not None and ran >= limit:
+                    exhausted = True
+            if in_flight == 0:
                 break
-            futures = [
-                (job, self.executor.submit(self.handlers[job.kind], self.context, job.subject))
-                for job in claimed
-            ]
-            for job, future in futures:
-                self._collect(job, future, summary)
-            ran += len(claimed)
+            job, future = finished.get()
+            in_flight -= 1
+            self._collect(job, future, summary)
         return summary
 
     def _collect(self, job: JobRecord, future: Waitable, summary: RunSummary) -> None:
