@@ -25,13 +25,12 @@ import datetime
 import logging
 from collections.abc import Generator, Iterable, Sequence
 from contextlib import closing
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     RowMapping,
-    Select,
     func,
     insert,
     literal,
@@ -58,7 +57,7 @@ from biobank.catalog.search import owned_studies_condition
 from biobank.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
-    AnySelect: TypeAlias = Select[*tuple[Any, ...]]
+    from biobank.catalog.queries import AnySelect
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import getpass
 import json
-from typing import Annotated
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -12,6 +14,8 @@ from rich.table import Table
 from biobank.catalog.curation import CurationRecords, Decision
 from biobank.cli.common import HomeOption, JsonOption, fail, load_node, out, print_table
 from biobank.errors import BiobankError
+
+T = TypeVar("T")
 
 CuratorOption = Annotated[
     str | None,
@@ -33,6 +37,16 @@ def _curator(name: str | None) -> str:
     return name or getpass.getuser()
 
 
+def _with_records(home: Path | None, call: Callable[[CurationRecords], T]) -> T:
+    """Run ``call`` on the node's curation records; an error ends the command with its reason."""
+    node = load_node(home)
+    try:
+        with node.open_catalog() as catalog:
+            return call(CurationRecords(catalog))
+    except BiobankError as exc:
+        raise fail(str(exc)) from None
+
+
 def queue(
     home: HomeOption = None,
     decision: Annotated[
@@ -42,12 +56,7 @@ def queue(
     as_json: JsonOption = False,
 ) -> None:
     """List series to review, with the reasons (look at one: `biobank curate sheet`)."""
-    node = load_node(home)
-    try:
-        with node.open_catalog() as catalog:
-            found = CurationRecords(catalog).queue(decision, limit=limit)
-    except BiobankError as exc:
-        raise fail(str(exc)) from None
+    found = _with_records(home, lambda records: records.queue(decision, limit=limit))
     if as_json:
         out.print_json(json.dumps([record.to_json() for record in found]))
         return
@@ -71,12 +80,7 @@ def series_list(
     as_json: JsonOption = False,
 ) -> None:
     """Every curated series: label, orientation, confidence, QC decision and reasons."""
-    node = load_node(home)
-    try:
-        with node.open_catalog() as catalog:
-            found = CurationRecords(catalog).every(limit=limit)
-    except BiobankError as exc:
-        raise fail(str(exc)) from None
+    found = _with_records(home, lambda records: records.every(limit=limit))
     if as_json:
         out.print_json(json.dumps([record.to_json() for record in found]))
         return
@@ -104,14 +108,10 @@ def decide(
     curator: CuratorOption = None,
 ) -> None:
     """Approve, quarantine or exclude a series, saying why (kept in its history)."""
-    node = load_node(home)
-    try:
-        with node.open_catalog() as catalog:
-            CurationRecords(catalog).decide(
-                series, decision, actor=_curator(curator), comment=comment
-            )
-    except BiobankError as exc:
-        raise fail(str(exc)) from None
+    _with_records(
+        home,
+        lambda records: records.decide(series, decision, actor=_curator(curator), comment=comment),
+    )
     out.print(f"{series}: {decision.value}")
 
 
@@ -123,14 +123,10 @@ def relabel(
     curator: CuratorOption = None,
 ) -> None:
     """Correct a series' label (the classifier's stays in the history)."""
-    node = load_node(home)
-    try:
-        with node.open_catalog() as catalog:
-            CurationRecords(catalog).relabel(
-                series, label, actor=_curator(curator), comment=comment
-            )
-    except BiobankError as exc:
-        raise fail(str(exc)) from None
+    _with_records(
+        home,
+        lambda records: records.relabel(series, label, actor=_curator(curator), comment=comment),
+    )
     out.print(f"{series}: labelled {label}")
 
 
@@ -140,12 +136,7 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Every classification, measurement and decision of a series: who, when, what, why."""
-    node = load_node(home)
-    try:
-        with node.open_catalog() as catalog:
-            events = CurationRecords(catalog).history(series)
-    except BiobankError as exc:
-        raise fail(str(exc)) from None
+    events = _with_records(home, lambda records: records.history(series))
     if as_json:
         out.print_json(
             json.dumps(
