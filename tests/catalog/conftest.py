@@ -75,7 +75,12 @@ def _empty(url: str) -> None:
                 text(
                     # access_log is append-only (a trigger refuses TRUNCATE): tests of it
                     # take a database of their own (database_url).
-                    "TRUNCATE curation_event, series_curation, job, study_owner, api_token, "
+                    "TRUNCATE data_query_event, data_query, clinical_record_row, "
+                    "clinical_record_version, clinical_record, clinical_import, image_feature, "
+                    "image_occurrence, episode_event, episode, death, specimen, drug_exposure, "
+                    "observation, measurement, procedure_occurrence, condition_occurrence, "
+                    "visit_occurrence, observation_period, person, care_site, cdm_source, "
+                    "curation_event, series_curation, job, study_owner, api_token, "
                     "app_user, ingest_item, instance, series, study, patient, ingest_batch "
                     "RESTART IDENTITY"
                 )

@@ -15,6 +15,7 @@ Example
 >>> catalog.find_studies(patient_pseudonym="PSN-4F2A*", modality="CT")  # doctest: +SKIP
 """
 
+from biobank.catalog import omop  # registers the OMOP CDM tables on the metadata
 from biobank.catalog.database import (
     create_catalog_engine,
     current_revision,
@@ -60,5 +61,6 @@ __all__ = [
     "current_revision",
     "head_revision",
     "migrate",
+    "omop",
     "sqlite_url",
 ]
