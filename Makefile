@@ -41,6 +41,7 @@ run: install
 	$(BIN)/biobank verify --home $(DEMO_HOME)
 	$(BIN)/biobank jobs run --home $(DEMO_HOME)
 	$(BIN)/biobank curate series --home $(DEMO_HOME)
+	$(BIN)/biobank curate cohort --home $(DEMO_HOME)
 	@$(BIN)/biobank user list --home $(DEMO_HOME) --json | grep -q '"admin"' \
 	  || $(BIN)/biobank user add admin --role admin --home $(DEMO_HOME)
 	@token=$$($(BIN)/biobank token create admin --name "make run" --home $(DEMO_HOME) 2>/dev/null) \

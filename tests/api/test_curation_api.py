@@ -205,7 +205,7 @@ class TestReview:
         assert response.status_code == 200
         facets = response.json()
         assert facets == expected
-        assert set(facets) == {"decision", "label"}
+        assert set(facets) == {"decision", "label", "manufacturer"}
         assert facets["decision"].get("quarantine", 0) >= 1
 
 

@@ -82,6 +82,7 @@ class TestCuration:
         assert records.facets() == {
             "decision": {"pending": 1, "exclude": 1},
             "label": {"T2W": 1, "DWI": 1},
+            "manufacturer": {"UNKNOWN": 2},
         }
         with pytest.raises(InvalidInput, match="comment"):
             records.decide(uid(1, 1), Decision.APPROVE, actor="cur", comment=" ")

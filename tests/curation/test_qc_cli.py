@@ -92,3 +92,17 @@ def test_qc_and_sheet_of_a_node_series(export: Path, tmp_path: Path) -> None:
     assert target.read_bytes().startswith(b"\x89PNG")
     unknown = runner.invoke(app, ["curate", "qc", "--series", "1.2.3", "--home", str(home)])
     assert unknown.exit_code == 2 and "biobank ls series" in unknown.output
+    # The node's curation: section sets the thresholds of `qc --series`.
+    with (home / "node.yaml").open("a", encoding="utf-8") as config:
+        config.write("curation:\n  min_slices: 50\n")
+    strict = runner.invoke(
+        app, ["curate", "qc", "--series", series["CT"], "--home", str(home), "--json"]
+    )
+    assert strict.exit_code == 0, strict.output
+    answer = json.loads(strict.stdout)
+    assert answer["decision"] == "exclude"
+    assert "too_few_slices: 6 < 50" in answer["reasons"]
+    with (home / "node.yaml").open("a", encoding="utf-8") as config:
+        config.write("  min_slice: 3\n")
+    wrong = runner.invoke(app, ["curate", "qc", "--series", series["CT"], "--home", str(home)])
+    assert wrong.exit_code == 2 and "'min_slice'" in wrong.output

@@ -1,7 +1,9 @@
 """The curation API under ``/api/v1``: the review queue, decisions, labels, sheets, jobs.
 
-What ``biobank curate queue|decide|relabel|history|sheet`` and ``biobank jobs list|retry``
-do on the node's machine, over HTTP for curators working elsewhere (issue 6). Curators and
+What ``biobank curate queue|series|decide|decide-study|study|relabel|history|sheet`` and
+``biobank jobs list|retry`` do on the node's machine, over HTTP for curators working
+elsewhere (issue 6). ``GET /curation/series`` searches the records by facet (label,
+decision, manufacturer, needs_review; paged) and ``/curation/facets`` counts them. Curators and
 admins only; retrying jobs is for admins. Every call is appended to the access log (action
 ``curation.*``, the series UID as resource, the outcome's status); curators' comments are
 free text and stay out of the log's detail — they are kept in the series' history.
@@ -25,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from biobank.access import Principal, Role
 from biobank.api.deps import AdminDep, PrincipalDep, Services, ServicesDep, client_of
 from biobank.api.errors import status_of
-from biobank.catalog.curation import CurationRecords, Decision
+from biobank.catalog.curation import CurationFilter, CurationRecords, Decision
 from biobank.catalog.jobs import JobRecords, JobState
 from biobank.curation.series import load_series_from_node
 from biobank.curation.sheet import contact_sheet
@@ -141,6 +143,23 @@ def _record_with_history(records: CurationRecords, series: str) -> dict[str, Any
     return out
 
 
+def _filter(
+    label: str | None,
+    decision: Decision | None,
+    manufacturer: str | None,
+    needs_review: bool | None,
+) -> CurationFilter:
+    return CurationFilter(
+        label=label, decision=decision, manufacturer=manufacturer, needs_review=needs_review
+    )
+
+
+LabelQuery = Annotated[str | None, Query(max_length=16, description="T1W, T2W, … (any case)")]
+ManufacturerQuery = Annotated[
+    str | None, Query(max_length=64, description="Normalised: any case, UNKNOWN for none")
+]
+NeedsReviewQuery = Annotated[bool | None, Query(description="Labels that need review")]
+
 # -- review ----------------------------------------------------------------------------------
 
 
@@ -150,21 +169,76 @@ def review_queue(
     svc: ServicesDep,
     caller: CuratorDep,
     decision: Decision = Decision.QUARANTINE,
+    label: LabelQuery = None,
+    manufacturer: ManufacturerQuery = None,
+    needs_review: NeedsReviewQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    """Curation records with this decision, oldest first (``offset`` pages through them)."""
+    """Curation records with this decision, oldest first (``offset`` pages through them).
+
+    ``label``, ``manufacturer`` and ``needs_review`` narrow the queue.
+    """
+    where = _filter(label, None, manufacturer, needs_review)
     with _audited(request, svc, caller, "curation.queue", "*") as entry:
-        found = CurationRecords(svc.catalog).queue(decision, limit=limit, offset=offset)
+        found = CurationRecords(svc.catalog).queue(
+            decision, limit=limit, offset=offset, where=where
+        )
         entry.detail = f"decision={decision.value} offset={offset} records={len(found)}"
     return _json([record.to_json() for record in found])
 
 
-@router.get("/curation/facets", summary="Series counted by decision and by label")
-def curation_facets(request: Request, svc: ServicesDep, caller: CuratorDep) -> Response:
-    """``{"decision": {"quarantine": 3, …}, "label": {"T2W": 12, …}}``."""
-    with _audited(request, svc, caller, "curation.facets", "*"):
-        facets = CurationRecords(svc.catalog).facets()
+@router.get("/curation/series", summary="Search curation records by facet (paged)")
+def search_series(
+    request: Request,
+    svc: ServicesDep,
+    caller: CuratorDep,
+    label: LabelQuery = None,
+    decision: Decision | None = None,
+    manufacturer: ManufacturerQuery = None,
+    needs_review: NeedsReviewQuery = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    """``{"total": n, "limit", "offset", "filters": {…}, "records": [...]}``, oldest first.
+
+    ``total`` counts every match; ``records`` holds one page of them.
+    """
+    where = _filter(label, decision, manufacturer, needs_review)
+    with _audited(request, svc, caller, "curation.search", "*") as entry:
+        records = CurationRecords(svc.catalog)
+        found = records.find(where, limit, offset)
+        total = records.count(where)
+        entry.detail = f"filters={json.dumps(where.to_json())} total={total}"
+    return _json(
+        {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "filters": where.to_json(),
+            "records": [record.to_json() for record in found],
+        }
+    )
+
+
+@router.get("/curation/facets", summary="Series counted by decision, label and manufacturer")
+def curation_facets(
+    request: Request,
+    svc: ServicesDep,
+    caller: CuratorDep,
+    label: LabelQuery = None,
+    decision: Decision | None = None,
+    manufacturer: ManufacturerQuery = None,
+    needs_review: NeedsReviewQuery = None,
+) -> Response:
+    """``{"decision": {"quarantine": 3, …}, "label": {"T2W": 12, …}, "manufacturer": {…}}``.
+
+    The filters (as for ``/curation/series``) count only the matching series.
+    """
+    where = _filter(label, decision, manufacturer, needs_review)
+    with _audited(request, svc, caller, "curation.facets", "*") as entry:
+        facets = CurationRecords(svc.catalog).facets(where)
+        entry.detail = f"filters={json.dumps(where.to_json())}"
     return _json(facets)
 
 
@@ -203,6 +277,38 @@ def relabel_series(
         records.relabel(series, body.label, actor=caller.username, comment=body.comment)
         found = _record_with_history(records, series)
     return _json(found)
+
+
+@router.get("/curation/studies/{study}", summary="A study's curation state and its series")
+def study_record(study: str, request: Request, svc: ServicesDep, caller: CuratorDep) -> Response:
+    """``{"state": "approve|quarantine|exclude|mixed|pending", "counts", "series", …}``.
+
+    ``quarantine`` if any series is quarantined, ``approve`` if all are approved, ``exclude``
+    if all are excluded, ``pending`` if any is undecided, else ``mixed``.
+    """
+    with _audited(request, svc, caller, "curation.study", study) as entry:
+        found = CurationRecords(svc.catalog).study_state(study)
+        entry.detail = f"state={found.state.value}"
+    return _json(found.to_json())
+
+
+@router.post("/curation/studies/{study}/decision", summary="Decide every series of a study")
+def decide_study(
+    study: str, body: DecisionBody, request: Request, svc: ServicesDep, caller: CuratorDep
+) -> Response:
+    """Record the caller's decision on every series of the study, each with its history.
+
+    Answers the study's updated state.
+    """
+    with _audited(request, svc, caller, "curation.decide_study", study) as entry:
+        entry.detail = f"decision={body.decision}"
+        records = CurationRecords(svc.catalog)
+        count = records.decide_study(
+            study, Decision(body.decision), actor=caller.username, comment=body.comment
+        )
+        entry.detail = f"decision={body.decision} series={count}"
+        found = records.study_state(study)
+    return _json(found.to_json())
 
 
 @router.get(

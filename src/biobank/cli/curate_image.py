@@ -19,7 +19,7 @@ from biobank.cli.common import (
     load_node,
     out,
 )
-from biobank.curation.qc import QcReport, measure
+from biobank.curation.qc import QcReport, QcRules, measure
 from biobank.curation.series import SeriesVolume, load_series_files, load_series_from_node
 from biobank.curation.sheet import contact_sheet
 from biobank.errors import BiobankError
@@ -51,6 +51,15 @@ def _from_node(home: Path | None, series_instance_uid: str) -> SeriesVolume:
         raise fail(str(exc)) from None
 
 
+def _node_rules(home: Path | None) -> QcRules:
+    """The thresholds of the node's ``curation:`` section (docs/curation.md)."""
+    node = load_node(home)
+    try:
+        return QcRules.from_config(node.section("curation"), str(node.config_path))
+    except BiobankError as exc:
+        raise fail(str(exc)) from None
+
+
 def qc_command(
     path: SeriesPathArgument = None,
     series: SeriesOption = None,
@@ -60,9 +69,12 @@ def qc_command(
     """Measure image quality (SNR, Dietrich SNR, CNR, CJV, VAR, FBER, EFC; CT checks).
 
     Prints one JSON object per series with --json: the metrics by name, the masks' voxel
-    counts and the decision (approve, quarantine, exclude) with its reasons.
+    counts and the decision (approve, quarantine, exclude) with its reasons. With --series,
+    the thresholds are those of the node's ``curation:`` section; for PATH, the defaults.
     """
+    rules = QcRules()
     if series is not None and path is None:
+        rules = _node_rules(home)
         volumes = [_from_node(home, series)]
     elif path is not None and series is None:
         volumes = _from_path(path)
@@ -71,7 +83,7 @@ def qc_command(
     reports: list[QcReport] = []
     for volume in volumes:
         try:
-            reports.append(measure(volume))
+            reports.append(measure(volume, rules))
         except BiobankError as exc:
             raise fail(str(exc)) from None
     if as_json:

@@ -62,7 +62,8 @@ raises ``cjv`` (partial-volume voxels at class borders widen both classes) and `
 (energy spread over more voxels) and lowers ``var``. Blur also averages noise within each
 class, which lowers ``cjv``: the direction depends on whether noise or partial volume
 dominates, and the note measured a fall on a real head. None of the metrics is a monotone
-quality score: judge them against per-protocol reference ranges (:func:`robust_z`).
+quality score: judge them against per-protocol reference ranges (:func:`robust_z`;
+:mod:`biobank.curation.cohort` does, per label and manufacturer).
 
 CT
 --
@@ -79,15 +80,17 @@ Decision
 --------
 :func:`decide` applies :class:`QcRules`: a hard failure excludes the series, a soft one
 quarantines it for a human look, otherwise it is approved. Each reason is a short
-``code: explanation`` string.
+``code: explanation`` string. The thresholds may come from ``node.yaml``
+(:meth:`QcRules.from_config`); the cohort judgement (:attr:`QcRules.cohort`) runs later,
+over the stored metrics of many series (:mod:`biobank.curation.cohort`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -96,7 +99,9 @@ from scipy import ndimage
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from biobank.catalog.curation import Decision
+from biobank.curation.rules import CohortRules, integer, number, parse_cohort_rules
 from biobank.curation.series import SeriesVolume
+from biobank.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +126,7 @@ _CT_OFFSET = 1024.0
 
 @dataclass(frozen=True)
 class QcRules:
-    """Thresholds of the decision; fixed defaults until cohort reference ranges exist.
+    """Thresholds of the decision: fixed ones, and the cohort rules (:attr:`cohort`).
 
     Hard failures (``exclude``): fewer than ``min_slices`` slices; non-finite values; an
     empty foreground; a foreground fraction outside ``[min_foreground_fraction,
@@ -135,7 +140,9 @@ class QcRules:
     ``soft_tissue_hu``.
 
     The defaults are deliberately loose: they catch broken series, not subtle ones.
-    Fixed thresholds do not transfer between sites (research note §1.3).
+    Fixed thresholds do not transfer between sites (research note §1.3): :attr:`cohort`
+    judges the metrics against the series' peers instead (:mod:`biobank.curation.cohort`).
+    :meth:`from_config` reads the rules from the ``curation:`` section of ``node.yaml``.
     """
 
     min_slices: int = 3
@@ -152,6 +159,50 @@ class QcRules:
     max_air_noise_hu: float = 60.0
     soft_tissue_hu: tuple[float, float] = (-100.0, 100.0)
     quarantine_on_load_problems: bool = True
+    cohort: CohortRules = field(default_factory=CohortRules)
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any], source: str) -> QcRules:
+        """The rules of a ``curation:`` section (``node.yaml``); defaults where absent.
+
+        Keys are the field names of this class (``min_snr_dietrich: 5.0``, ``soft_tissue_hu:
+        [-100, 100]``, …) and ``cohort:`` (:func:`biobank.curation.rules.parse_cohort_rules`).
+
+        Raises
+        ------
+        InvalidInput
+            Naming ``source`` and the key, for an unknown key or a value of the wrong type.
+        """
+        defaults = cls()
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(key) for key in section if key not in known)
+        if unknown:
+            raise InvalidInput(
+                f"{source}: curation: unknown key {unknown[0]!r}; the keys are "
+                f"{', '.join(sorted(known))} (docs/curation.md)"
+            )
+        values: dict[str, Any] = {}
+        for name, value in section.items():
+            where = f"{source}: curation.{name}"
+            default = getattr(defaults, name)
+            if name == "cohort":
+                values[name] = parse_cohort_rules(value, source)
+            elif isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise InvalidInput(f"{where}: give true or false, not {str(value)[:20]!r}")
+                values[name] = value
+            elif isinstance(default, int):
+                values[name] = integer(value, where)
+            elif isinstance(default, tuple):
+                if not isinstance(value, list | tuple) or len(value) != 2:
+                    raise InvalidInput(f"{where}: give two numbers [low, high]")
+                low, high = (number(v, where) for v in value)
+                if low > high:
+                    raise InvalidInput(f"{where}: the low bound {low:g} is above {high:g}")
+                values[name] = (low, high)
+            else:
+                values[name] = number(value, where)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -640,24 +691,39 @@ def _ct_soft(ct: CtChecks, rules: QcRules) -> list[str]:
     return reasons
 
 
-def robust_z(values: Sequence[float]) -> list[float]:
-    """Robust z-scores ``(x − median) / (1.4826·MAD)`` of ``values`` against themselves.
+def robust_center(values: Sequence[float]) -> tuple[float, float] | None:
+    """The median and robust scale of the finite ``values`` (``None`` if there are none).
 
-    When the MAD is zero (more than half the values equal), the mean absolute deviation
-    scaled by sqrt(π/2) = 1.2533 is used instead; when that is zero too, every score is 0.
-    Non-finite values score NaN and are left out of the median and MAD.
+    The scale is ``1.4826·MAD``; when the MAD is zero (more than half the values equal),
+    the mean absolute deviation scaled by sqrt(π/2) = 1.2533; it may still be zero.
     """
     data = np.asarray(values, dtype=np.float64)
     finite = data[np.isfinite(data)]
     if finite.size == 0:
-        return [float("nan")] * len(data)
+        return None
     median = float(np.median(finite))
     scale = _mad(finite)
     if scale <= 0:
         scale = 1.2533 * float(np.mean(np.abs(finite - median)))
+    return median, scale
+
+
+def robust_z(values: Sequence[float]) -> list[float]:
+    """Robust z-scores ``(x − median) / (1.4826·MAD)`` of ``values`` against themselves.
+
+    This is Iglewicz and Hoaglin's modified z-score ``0.6745·(x − median)/MAD`` (0.6745 =
+    1/1.4826); ``|z| > 3.5`` is their outlier rule. When the MAD is zero (more than half
+    the values equal), the mean absolute deviation scaled by sqrt(π/2) = 1.2533 is used
+    instead; when that is zero too, every score is 0. Non-finite values score NaN and are
+    left out of the median and MAD.
+    """
+    center = robust_center(values)
+    if center is None:
+        return [float("nan")] * len(values)
+    median, scale = center
     if scale <= 0:
-        return [0.0 if math.isfinite(v) else float("nan") for v in data]
-    return [(float(v) - median) / scale if math.isfinite(v) else float("nan") for v in data]
+        return [0.0 if math.isfinite(v) else float("nan") for v in values]
+    return [(float(v) - median) / scale if math.isfinite(v) else float("nan") for v in values]
 
 
 __all__ = [
@@ -680,5 +746,6 @@ __all__ = [
     "foreground_mask",
     "measure",
     "noise_sigma",
+    "robust_center",
     "robust_z",
 ]
