@@ -514,8 +514,6 @@ def _load_concept_seed() -> None:
     # code so that the migration keeps working when that code changes. A later seed change
     # ships as a migration that upserts it (concept ids are stable).
     resource = resources.files("biobank.catalog") / "data" / "omop_concepts.csv"
-    if not resource.is_file():  # TODO(lead): strict once the seed lands
-        return
     columns = (
         "concept_id",
         "concept_name",
@@ -531,7 +529,9 @@ def _load_concept_seed() -> None:
     rows = []
     with resource.open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
-            values: dict[str, object] = {name: row[name] or None for name in columns}
+            values: dict[str, object] = {name: row[name] for name in columns}
+            for name in ("standard_concept", "invalid_reason"):  # the nullable ones
+                values[name] = row[name] or None
             values["concept_id"] = int(row["concept_id"])
             for name in ("valid_start_date", "valid_end_date"):
                 values[name] = _date(row[name])
