@@ -892,3 +892,25 @@ def test_validation_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     validate_record(builtin_form("prostate"), {**PROSTATE_CSV, "psa": "4,5", "x": "Jane Doe"}, 0)
     assert caplog.records == []
+
+
+class TestStoredValuesAsReadBack:
+    """A cross-form rule compares against stored values even when they come back as text."""
+
+    @pytest.mark.parametrize(
+        "stored",
+        ["2022-05-01", dt.datetime(2022, 5, 1, 10, 0), dt.date(2022, 5, 1)],
+    )
+    def test_followup_before_diagnosis_is_reported_not_raised(self, stored: object) -> None:
+        form = builtin_form("prostate_followup")
+        raw = {"patient_id": "X1", "followup_date": "2021-01-01", "vital_status": "alive"}
+        values, _ = coerce_record(form, raw, 0)
+        problems = check_rules(form, values, 0, lambda name: [{"diagnosis_date": stored}])
+        assert any(issue.field == "followup_date" for issue in problems), problems
+
+    def test_an_unreadable_stored_value_skips_the_rule(self) -> None:
+        form = builtin_form("prostate_followup")
+        raw = {"patient_id": "X1", "followup_date": "2021-01-01", "vital_status": "alive"}
+        values, _ = coerce_record(form, raw, 0)
+        problems = check_rules(form, values, 0, lambda name: [{"diagnosis_date": "garbage"}])
+        assert not any(issue.field == "followup_date" for issue in problems)

@@ -478,6 +478,30 @@ def _failing(conditions: Iterable[Condition], values: Mapping[str, Value]) -> st
     return ""
 
 
+def _like(left: Any, stored: Any) -> Any:
+    """``stored`` (another form's value, as read back) in ``left``'s type; ``None`` if not.
+
+    Stored records come back typed, but a value read from JSON (an ISO date string) or a
+    timestamp must not make a rule raise: it is converted, or the rule skips it.
+    """
+    if stored is None:
+        return None
+    try:
+        if isinstance(left, dt.date) and not isinstance(left, dt.datetime):
+            if isinstance(stored, dt.datetime):
+                return stored.date()
+            if isinstance(stored, dt.date):
+                return stored
+            return dt.date.fromisoformat(str(stored)[:10])
+        if isinstance(left, bool) or isinstance(stored, bool):
+            return stored if isinstance(left, bool) and isinstance(stored, bool) else None
+        if isinstance(left, int | float):
+            return stored if isinstance(stored, int | float) else float(str(stored))
+    except ValueError:
+        return None
+    return stored if type(stored) is type(left) else None
+
+
 def _compare(left: Any, op: Comparison, right: Any) -> bool:
     if op is Comparison.EQ:
         if isinstance(left, float) or isinstance(right, float):
@@ -615,7 +639,7 @@ def _check_rule(
     external = operands[0]
     if external.form is not None and external.variable is not None:
         stored = [r.get(external.variable) for r in others(external.form)]
-        candidates = [v for v in stored if v is not None]
+        candidates = [v for v in (_like(left, value) for value in stored) if v is not None]
         failures = [v for v in candidates if not _compare(left, rule.op, v)]
         if not failures:
             return None
