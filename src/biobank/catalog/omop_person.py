@@ -47,30 +47,36 @@ def ensure_persons(conn: Connection, pseudonyms: Iterable[str]) -> dict[str, int
     Call inside a write transaction.
     """
     wanted = sorted(set(pseudonyms))
+    found = _person_ids(conn, wanted)
+    missing = [pseudonym for pseudonym in wanted if pseudonym not in found]
+    if missing:
+        conn.execute(
+            insert(PERSON),
+            [
+                {
+                    "gender_concept_id": UNKNOWN,
+                    "year_of_birth": UNKNOWN,
+                    "race_concept_id": UNKNOWN,
+                    "ethnicity_concept_id": UNKNOWN,
+                    "person_source_value": pseudonym,
+                }
+                for pseudonym in missing
+            ],
+        )
+        found.update(_person_ids(conn, missing))
+    return found
+
+
+def _person_ids(conn: Connection, pseudonyms: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for start in range(0, len(pseudonyms), 500):
+        chunk = pseudonyms[start : start + 500]
         rows = conn.execute(
             select(PERSON.c.person_source_value, PERSON.c.person_id).where(
                 PERSON.c.person_source_value.in_(chunk)
             )
         )
         found.update({str(source): int(person_id) for source, person_id in rows})
-    for pseudonym in wanted:
-        if pseudonym in found:
-            continue
-        result = conn.execute(
-            insert(PERSON)
-            .values(
-                gender_concept_id=UNKNOWN,
-                year_of_birth=UNKNOWN,
-                race_concept_id=UNKNOWN,
-                ethnicity_concept_id=UNKNOWN,
-                person_source_value=pseudonym,
-            )
-            .returning(PERSON.c.person_id)
-        )
-        found[pseudonym] = int(result.scalar_one())
     return found
 
 

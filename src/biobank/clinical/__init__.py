@@ -17,6 +17,7 @@ from biobank.clinical.forms import (
     parse_form_text,
     parse_operands,
 )
+from biobank.clinical.mapping import map_record
 from biobank.clinical.models import (
     IDENTITY_FIELDS,
     Code,
@@ -35,6 +36,9 @@ from biobank.clinical.models import (
     Variable,
     VariableType,
 )
+from biobank.clinical.quality import FormSummary, Outlier, outliers, summarise
+from biobank.clinical.service import SEAL_PURPOSE, ClinicalService, ImportReport, RecordResult
+from biobank.clinical.sources import read_records
 from biobank.clinical.validate import (
     Others,
     check_rules,
@@ -48,6 +52,16 @@ from biobank.clinical.validate import (
 
 __all__ = [
     "IDENTITY_FIELDS",
+    "SEAL_PURPOSE",
+    "ClinicalService",
+    "FormSummary",
+    "ImportReport",
+    "Outlier",
+    "RecordResult",
+    "map_record",
+    "outliers",
+    "read_records",
+    "summarise",
     "Code",
     "Comparison",
     "Condition",

@@ -14,6 +14,7 @@ Create Date: 2026-12-06 11:00:00+00:00
 from __future__ import annotations
 
 import csv
+import io
 import datetime as dt
 from collections.abc import Sequence
 from importlib import resources
@@ -403,7 +404,7 @@ def upgrade() -> None:
         sa.Column("person_id", sa.Integer(), nullable=False),
         sa.Column("site", sa.String(length=64), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("raw_sha256", sa.String(length=64), nullable=False),
+        sa.Column("raw_digest", sa.String(length=64), nullable=False),
         sa.Column("submitter", sa.String(length=128), nullable=False),
         sa.Column("import_id", sa.String(length=32), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -448,7 +449,7 @@ def upgrade() -> None:
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
         sa.Column("record_id", BIG_ID, nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("raw_sha256", sa.String(length=64), nullable=False),
+        sa.Column("raw_digest", sa.String(length=64), nullable=False),
         sa.Column("submitter", sa.String(length=128), nullable=False),
         sa.Column("import_id", sa.String(length=32), nullable=True),
         sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
@@ -527,15 +528,15 @@ def _load_concept_seed() -> None:
         "invalid_reason",
     )
     rows = []
-    with resource.open(encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            values: dict[str, object] = {name: row[name] for name in columns}
-            for name in ("standard_concept", "invalid_reason"):  # the nullable ones
-                values[name] = row[name] or None
-            values["concept_id"] = int(row["concept_id"])
-            for name in ("valid_start_date", "valid_end_date"):
-                values[name] = _date(row[name])
-            rows.append(values)
+    text = resource.read_text(encoding="utf-8")
+    for row in csv.DictReader(io.StringIO(text, newline="")):
+        values: dict[str, object] = {name: row[name] for name in columns}
+        for name in ("standard_concept", "invalid_reason"):  # the nullable ones
+            values[name] = row[name] or None
+        values["concept_id"] = int(row["concept_id"])
+        for name in ("valid_start_date", "valid_end_date"):
+            values[name] = _date(row[name])
+        rows.append(values)
     table = sa.table("concept", *(sa.column(name) for name in columns))
     op.bulk_insert(table, rows)
 
