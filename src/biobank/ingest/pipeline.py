@@ -38,6 +38,7 @@ from pydicom import Dataset
 
 from biobank.catalog import BatchState, Catalog, ItemInput, ItemOutcome, ItemResult
 from biobank.catalog.jobs import JobRecords
+from biobank.catalog.omop_imaging import sync_imaging_quietly
 from biobank.catalog.repository import ANALYZE_AFTER
 from biobank.deid import Profile, Pseudonymizer, SiteKey, deidentify_bytes
 from biobank.deid.check import check_deidentified
@@ -433,6 +434,7 @@ def ingest(
             catalog.analyze()
         catalog.refresh_series(committer.touched)
         report.queued_jobs = queue_series_jobs(catalog, committer.touched, queue_jobs)
+        sync_imaging_quietly(catalog, None)  # OMOP rows of every unmapped series; never raises
         catalog.finish_batch(batch_id, state=BatchState.COMPLETE, expected=report.inputs)
         report.finished = time.time()
         logger.info("ingest batch %s complete: %s", batch_id, report.counts)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from biobank.catalog import BatchState, Catalog, InstanceRecord, ItemOutcome, ItemResult
 from biobank.catalog.access import AccessRecords
+from biobank.catalog.omop_imaging import sync_imaging_quietly
 from biobank.errors import StorageError
 from biobank.ingest.node import Node, NodeRole
 from biobank.ingest.pipeline import (
@@ -349,6 +350,7 @@ class IngestService:
             queue_series_jobs(self.catalog, series, self.queue_jobs)
         except Exception:  # noqa: BLE001 - the instances are stored; the jobs can be queued later
             logger.exception("could not queue the jobs of %d series", len(series))
+        sync_imaging_quietly(self.catalog, series)  # OMOP image_occurrence; never raises
 
     def _finish(self, batch_id: str, state: BatchState, expected: int | None) -> None:
         try:
