@@ -36,6 +36,11 @@ run: install
 	@test -f $(DEMO_HOME)/node.yaml || { $(BIN)/biobank init --home $(DEMO_HOME) --site demo-hospital \
 	  && cat demo/node-service.yaml >> $(DEMO_HOME)/node.yaml; }
 	$(BIN)/biobank ingest demo/sample --home $(DEMO_HOME)
+# Clinical records of the demo patients (demo/make_clinical.py). One prostate record is invalid
+# on purpose, to show the report; --allow-rejected exits 0 so that make goes on.
+	$(BIN)/biobank clinical import demo/clinical/prostate.csv --form prostate --allow-rejected --home $(DEMO_HOME)
+	$(BIN)/biobank clinical import demo/clinical/prostate_followup.csv --form prostate_followup --home $(DEMO_HOME)
+	$(BIN)/biobank clinical import demo/clinical/breast.csv --form breast --home $(DEMO_HOME)
 	$(BIN)/biobank status --home $(DEMO_HOME)
 	$(BIN)/biobank ls studies --home $(DEMO_HOME)
 	$(BIN)/biobank verify --home $(DEMO_HOME)
@@ -87,6 +92,8 @@ bench: install
 	  --json dicomweb-results.json || rc=1; \
 	timeout --foreground -k 60 1200 $(BIN)/python bench/curation.py --workdir "$$dir" \
 	  --json curation-results.json || rc=1; \
+	timeout --foreground -k 60 1800 $(BIN)/python bench/cohort.py --workdir "$$dir" \
+	  --json cohort-results.json || rc=1; \
 	exit $$rc
 
 clean:

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from biobank import __version__
 from biobank.access import AccessLogWriter, AccessService
 from biobank.access.oidc import OidcSettings
-from biobank.api import curation, errors, qido, stow, wado
+from biobank.api import clinical, cohorts, curation, errors, exports, qido, stow, wado
 from biobank.api.deps import AdminDep, HttpSettings, Services
 from biobank.api.metrics import Metrics
 from biobank.catalog import Catalog
@@ -134,6 +134,9 @@ def create_app(
     for router in (qido.router, wado.router, stow.router):
         app.include_router(router, prefix="/dicomweb")
     app.include_router(curation.router)
+    app.include_router(exports.router)
+    app.include_router(clinical.router)
+    app.include_router(cohorts.router)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and catalogue reachability")
     def healthz(request: Request) -> Response:

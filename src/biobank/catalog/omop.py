@@ -18,8 +18,9 @@ dump of these tables loads back into the OHDSI DDL unchanged. Deviations, all de
 Around them, four platform tables that OMOP has no place for:
 
 - ``clinical_record``: the current version of each submitted form record (typed values after
-  pseudonymisation and date shifting, the SHA-256 of the record as submitted, the submitted
-  record sealed with the site key, who sent it and when) — provenance and re-ETL.
+  pseudonymisation and date shifting, the digest of the record as submitted — keyed on a site
+  node —, the submitted record sealed with the site key, who sent it and when) — provenance
+  and re-ETL.
 - ``clinical_record_version``: every version of a record (history of re-uploads).
 - ``clinical_record_row``: which OMOP rows a record produced, so that a corrected record
   replaces exactly its own rows.
@@ -47,7 +48,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from biobank.catalog.schema import BIG_ID, Base, UtcDateTime
+from biobank.catalog.schema import BIG_ID, SERIES, Base, UtcDateTime
 
 PERSON = Table(
     "person",
@@ -434,7 +435,7 @@ CLINICAL_RECORD = Table(
     Column("person_id", ForeignKey("person.person_id"), nullable=False),
     Column("site", String(64), nullable=False),
     Column("version", Integer(), nullable=False),
-    Column("raw_sha256", String(64), nullable=False),
+    Column("raw_digest", String(64), nullable=False),
     Column("submitter", String(128), nullable=False),
     Column("import_id", ForeignKey("clinical_import.id"), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
@@ -457,7 +458,7 @@ CLINICAL_RECORD_VERSION = Table(
     Column("id", BIG_ID, primary_key=True, autoincrement=True),
     Column("record_id", ForeignKey("clinical_record.id"), nullable=False),
     Column("version", Integer(), nullable=False),
-    Column("raw_sha256", String(64), nullable=False),
+    Column("raw_digest", String(64), nullable=False),
     Column("submitter", String(128), nullable=False),
     Column("import_id", ForeignKey("clinical_import.id"), nullable=True),
     Column("submitted_at", UtcDateTime(), nullable=False),
@@ -547,3 +548,48 @@ __all__ = [
     "SPECIMEN",
     "VISIT_OCCURRENCE",
 ]
+
+# --- Indexes of the cohort compiler (biobank.catalog.cohort; migration 0005) ----------------
+Index(
+    "ix_measurement_source_number",
+    MEASUREMENT.c.measurement_source_value,
+    MEASUREMENT.c.value_as_number,
+    MEASUREMENT.c.person_id,
+)
+Index(
+    "ix_measurement_source_code",
+    MEASUREMENT.c.measurement_source_value,
+    MEASUREMENT.c.value_source_value,
+    MEASUREMENT.c.person_id,
+)
+Index(
+    "ix_observation_source_number",
+    OBSERVATION.c.observation_source_value,
+    OBSERVATION.c.value_as_number,
+    OBSERVATION.c.person_id,
+)
+Index(
+    "ix_observation_source_code",
+    OBSERVATION.c.observation_source_value,
+    OBSERVATION.c.value_source_value,
+    OBSERVATION.c.person_id,
+)
+Index(
+    "ix_condition_occurrence_concept_person",
+    CONDITION_OCCURRENCE.c.condition_concept_id,
+    CONDITION_OCCURRENCE.c.person_id,
+)
+Index(
+    "ix_condition_occurrence_source_person",
+    CONDITION_OCCURRENCE.c.condition_source_value,
+    CONDITION_OCCURRENCE.c.person_id,
+)
+Index(
+    "ix_series_cohort",
+    SERIES.c.study_id,
+    SERIES.c.modality,
+    SERIES.c.body_part_examined,
+    SERIES.c.series_date,
+    SERIES.c.manufacturer,
+    SERIES.c.id,
+)

@@ -13,10 +13,13 @@ from rich.table import Table
 
 import biobank
 from biobank.cli import access as access_commands
+from biobank.cli import clinical as clinical_commands
 from biobank.cli import curate as curate_commands
+from biobank.cli import export as export_commands
 from biobank.cli import jobs as jobs_commands
 from biobank.cli import node as node_commands
 from biobank.cli import push as push_commands
+from biobank.cli import query as query_commands
 from biobank.cli import serve as serve_commands
 from biobank.cli.common import fail, item_progress, out
 from biobank.config import get_settings
@@ -55,6 +58,9 @@ serve_commands.register(app)
 curate_commands.register(app)
 jobs_commands.register(app)
 push_commands.register(app)
+query_commands.register(app)
+export_commands.register(app)
+clinical_commands.register(app)
 
 
 def _version(value: bool) -> None:
