@@ -336,13 +336,18 @@ class TestEdgeCases:
         assert "measurement_event_id" not in isup
         assert "meas_event_field_concept_id" not in isup
 
+    def test_an_empty_own_date_falls_back_to_the_record_date(self, seed: ConceptSeed) -> None:
+        rows = _map(PROSTATE, {**RECORD, "psa_date": None}, seed)
+        psa = _one(rows, T.MEASUREMENT, measurement_source_value="prostate.psa")
+        assert psa["measurement_date"] == RECORD["diagnosis_date"]
+
     def test_event_without_date_is_skipped_and_logged_without_values(
         self, seed: ConceptSeed, caplog: pytest.LogCaptureFixture
     ) -> None:
-        values = {**RECORD, "psa_date": None, "psa": 123.456}
+        values = {**RECORD, "psa_date": None, "diagnosis_date": None, "psa": 123.456}
         with caplog.at_level(logging.WARNING, logger="biobank.clinical.mapping"):
             rows = _map(PROSTATE, values, seed)
-        sources = {r["measurement_source_value"] for r in rows.rows[T.MEASUREMENT]}
+        sources = {r["measurement_source_value"] for r in rows.rows.get(T.MEASUREMENT, [])}
         assert "prostate.psa" not in sources
         assert "prostate.psa has no date" in caplog.text
         assert "123.456" not in caplog.text

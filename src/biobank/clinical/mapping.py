@@ -412,7 +412,10 @@ class _Mapper:
     def _date(self, variable: Variable, target: OmopTarget, value: Value) -> dt.date | None:
         if target.date is not None:
             named = self.values.get(target.date)
-            return named if isinstance(named, dt.date) else None
+            if isinstance(named, dt.date):
+                return named
+            # The event's own date is empty where the form allows it (no start date for "no
+            # neoadjuvant chemotherapy"): the fact is dated by the record, as OMOP needs.
         if isinstance(value, dt.date):
             return value
         if self.form.date is not None:
