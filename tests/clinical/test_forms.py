@@ -399,3 +399,25 @@ def test_definition_conditions_use_the_exact_code() -> None:
     data["variables"][6]["required_when"] = [{"field": "status", "equals": "Deceased"}]
     with pytest.raises(InvalidInput, match="'Deceased' is not a code of status"):
         parse_form(data, "demo.yaml")
+
+
+def test_absent_must_be_a_boolean() -> None:
+    data = {
+        "name": "f",
+        "version": 1,
+        "title": "F",
+        "description": "",
+        "variables": [
+            {
+                "name": "surgery",
+                "type": "code",
+                "codes": [{"value": "none", "absent": "yes"}, {"value": "mastectomy"}],
+            }
+        ],
+    }
+    with pytest.raises(InvalidInput, match="absent is 'yes'"):
+        parse_form(data, "f.yaml")
+    data["variables"][0]["codes"][0]["absent"] = True  # type: ignore[index]
+    form = parse_form(data, "f.yaml")
+    surgery = form.variable("surgery")
+    assert surgery is not None and [c.absent for c in surgery.codes] == [True, False]

@@ -481,3 +481,34 @@ def _sample(variable: Variable) -> Value:
     if variable.type is V.NUMBER:
         return float(variable.minimum) if variable.minimum is not None else 1.5
     return "text"
+
+
+class TestAbsentCodes:
+    """A code that says the event did not happen writes no event row."""
+
+    @pytest.mark.parametrize(
+        ("form", "variable", "done", "value"),
+        [
+            ("breast", "surgery", "mastectomy", "none"),
+            ("prostate", "treatment_type", "radical_prostatectomy", "none"),
+        ],
+    )
+    def test_no_event_row_for_an_absent_code(
+        self, seed: ConceptSeed, form: str, variable: str, done: str, value: str
+    ) -> None:
+        definition = builtin_form(form)
+        values: dict[str, Value] = {"patient_pseudonym": PSEUDONYM}
+        for each in definition.variables:
+            values[each.name] = _sample(each)
+        values[variable] = done
+        present = _map(definition, values, seed)
+        sources = [
+            row["procedure_source_value"] for row in present.rows.get(T.PROCEDURE_OCCURRENCE, [])
+        ]
+        assert any(source != "none" for source in sources)  # a real procedure maps
+        values[variable] = value
+        absent = _map(definition, values, seed)
+        assert "none" not in [
+            row["procedure_source_value"] for row in absent.rows.get(T.PROCEDURE_OCCURRENCE, [])
+        ]
+        assert len(absent.rows.get(T.PROCEDURE_OCCURRENCE, [])) == len(sources) - 1

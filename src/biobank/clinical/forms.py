@@ -67,7 +67,7 @@ _VARIABLE_KEYS = (
     "allowed_when",
     "omop",
 )
-_CODE_KEYS = ("value", "label", "concept")
+_CODE_KEYS = ("value", "label", "concept", "absent")
 _OMOP_KEYS = ("table", "concept", "column", "date", "event", "unit")
 _RULE_KEYS = ("name", "left", "op", "right", "when", "message", "hint", "severity")
 
@@ -246,9 +246,18 @@ def _parse_codes(where: _Where, data: Any) -> tuple[Code, ...]:
                 value=value,
                 label=_text(here, entry.get("label"), "label"),
                 concept=_concept_key(here, entry.get("concept"), "concept"),
+                absent=_absent(here, entry.get("absent", False)),
             )
         )
     return tuple(codes)
+
+
+def _absent(where: _Where, raw: Any) -> bool:
+    if not isinstance(raw, bool):
+        where.fail(
+            f"absent is {raw!r}; write absent: true (the code says the event did not happen)"
+        )
+    return raw
 
 
 def _condition_value(where: _Where, variable: Variable, raw: Any) -> Any:

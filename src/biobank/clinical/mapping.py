@@ -62,6 +62,15 @@ from biobank.errors import InvalidClinicalRecord
 
 logger = logging.getLogger(__name__)
 
+_EVENT_TABLES = (
+    OmopTable.CONDITION_OCCURRENCE,
+    OmopTable.PROCEDURE_OCCURRENCE,
+    OmopTable.DRUG_EXPOSURE,
+    OmopTable.SPECIMEN,
+    OmopTable.VISIT_OCCURRENCE,
+)
+"""Tables whose rows say that something happened: "no" or an ``absent`` code writes none."""
+
 SOURCE_VALUE_LENGTH = 50
 """OMOP's ``varchar(50)`` limit of ``*_source_value`` columns."""
 VALUE_AS_STRING_LENGTH = 60
@@ -224,16 +233,13 @@ class _Mapper:
         if (
             variable.type is VariableType.BOOLEAN
             and value is False
-            and target.table
-            in (
-                OmopTable.CONDITION_OCCURRENCE,
-                OmopTable.PROCEDURE_OCCURRENCE,
-                OmopTable.DRUG_EXPOSURE,
-                OmopTable.SPECIMEN,
-                OmopTable.VISIT_OCCURRENCE,
-            )
+            and target.table in _EVENT_TABLES
         ):
             return  # "no" to an event means the event did not happen
+        if target.table in _EVENT_TABLES and variable.type is VariableType.CODE:
+            code = variable.code(str(value))
+            if code is not None and code.absent:
+                return  # "No surgery": no procedure row
         date = self._date(variable, target, value)
         if date is None:
             logger.warning(

@@ -71,6 +71,9 @@ class Code:
     label: str = ""
     concept: str | None = None
     """Key into the concept seed (e.g. ``"SNOMED:371473000"``), ``None`` if unmapped."""
+    absent: bool = False
+    """The code says the event did not happen ("No surgery"): a variable mapped to an event
+    table (procedure, drug, condition, specimen, visit) then produces no row."""
 
 
 class OmopTable(enum.StrEnum):
