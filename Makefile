@@ -47,6 +47,8 @@ run: install
 	$(BIN)/biobank jobs run --home $(DEMO_HOME)
 	$(BIN)/biobank curate series --home $(DEMO_HOME)
 	$(BIN)/biobank curate cohort --home $(DEMO_HOME)
+# One cohort over both worlds: prostate cancer, PSA > 4 and an MR series (the demo patient).
+	$(BIN)/biobank query demo/queries/prostate-mr.json --home $(DEMO_HOME)
 	@$(BIN)/biobank user list --home $(DEMO_HOME) --json | grep -q '"admin"' \
 	  || $(BIN)/biobank user add admin --role admin --home $(DEMO_HOME)
 	@token=$$($(BIN)/biobank token create admin --name "make run" --home $(DEMO_HOME) 2>/dev/null) \
