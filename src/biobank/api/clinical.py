@@ -45,9 +45,6 @@ import dataclasses
 import datetime as dt
 import enum
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,8 +53,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 
 from biobank.access import Principal, Role
+from biobank.api.audit import audited
 from biobank.api.deps import PrincipalDep, Services, ServicesDep, client_of
-from biobank.api.errors import status_of
 from biobank.catalog import Catalog
 from biobank.catalog.clinical import ClinicalRecords
 from biobank.catalog.data_queries import DataQueries, QueryState
@@ -67,7 +64,7 @@ from biobank.clinical.quality import DEFAULT_THRESHOLD, outliers, summarise
 from biobank.clinical.service import SEAL_PURPOSE, ClinicalService, ImportReport
 from biobank.deid import Pseudonymizer
 from biobank.dicom.multipart import PayloadTooLarge, parse_content_type
-from biobank.errors import BiobankError, InvalidInput, PermissionDenied
+from biobank.errors import InvalidInput, PermissionDenied
 from biobank.ingest.node import Node, NodeRole
 
 router = APIRouter(prefix="/api/v1/clinical", tags=["clinical"])
@@ -216,34 +213,6 @@ class ReopenBody(BaseModel):
 # -- helpers ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Entry:
-    """The access-log detail and status of a call, filled in by the endpoint (no values)."""
-
-    detail: str = ""
-    status: int = 200
-
-
-@contextmanager
-def _audited(
-    request: Request, svc: Services, caller: Principal, action: str, resource: str
-) -> Iterator[_Entry]:
-    """Record the call in the access log with its outcome, whether it succeeds or fails."""
-    entry = _Entry()
-    status = 200
-    try:
-        yield entry
-        status = entry.status
-    except BiobankError as exc:
-        status = status_of(exc)
-        raise
-    except Exception:
-        status = 500
-        raise
-    finally:
-        svc.audit.record(caller, action, resource, status, client_of(request), entry.detail)
-
-
 def _json(value: Any, status: int = 200) -> Response:
     body = json.dumps(_jsonable(value), ensure_ascii=False, separators=(",", ":"))
     return Response(body.encode(), status_code=status, media_type="application/json")
@@ -352,7 +321,7 @@ def list_records(
 
     Values are pseudonymised and dates shifted as stored.
     """
-    with _audited(request, svc, caller, "clinical.records", form or "*") as entry:
+    with audited(request, svc, caller, "clinical.records", form or "*") as entry:
         records = ClinicalRecords(svc.catalog)
         found = records.records(form, site, patient_pseudonym=pseudonym, limit=limit, offset=offset)
         total = records.count(form, site) if pseudonym is None else len(found)
@@ -374,7 +343,7 @@ def get_record(record_id: int, request: Request, svc: ServicesDep, caller: Reade
     ``history`` lists every version (who, when, changed fields); ``queries`` the data
     queries on the record.
     """
-    with _audited(request, svc, caller, "clinical.record", str(record_id)):
+    with audited(request, svc, caller, "clinical.record", str(record_id)):
         records = ClinicalRecords(svc.catalog)
         out = records.get(record_id).to_json()
         out["history"] = [version.to_json() for version in records.history(record_id)]
@@ -393,7 +362,7 @@ def form_summary(form: str, request: Request, svc: ServicesDep, caller: CuratorD
     Conditional variables are counted complete where their condition holds.
     """
     definition = _forms(request, svc).get(form)
-    with _audited(request, svc, caller, "clinical.summary", form) as entry:
+    with audited(request, svc, caller, "clinical.summary", form) as entry:
         summary = summarise(definition, ClinicalRecords(svc.catalog).form_values(form))
         entry.detail = f"records={summary.records}"
     return _json(summary.to_json())
@@ -414,7 +383,7 @@ def form_outliers(
     direction}]}``; a variable with fewer than 10 values has none.
     """
     definition = _forms(request, svc).get(form)
-    with _audited(request, svc, caller, "clinical.outliers", form) as entry:
+    with audited(request, svc, caller, "clinical.outliers", form) as entry:
         try:
             found = outliers(
                 definition,
@@ -444,7 +413,7 @@ def list_queries(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     """``{"counts": {site: {state: n}}, "queries": [...]}``, oldest first."""
-    with _audited(request, svc, caller, "clinical.queries", form or "*") as entry:
+    with audited(request, svc, caller, "clinical.queries", form or "*") as entry:
         queries = data_queries(svc.catalog, _forms(request, svc))
         found = queries.list(
             site=site, state=state, form=form, record_id=record_id, limit=limit, offset=offset
@@ -459,7 +428,7 @@ def raise_query(
     body: RaiseBody, request: Request, svc: ServicesDep, caller: CuratorDep
 ) -> Response:
     """The new open query (201), with its history."""
-    with _audited(request, svc, caller, "clinical.query.raise", str(body.record_id)) as entry:
+    with audited(request, svc, caller, "clinical.query.raise", str(body.record_id)) as entry:
         queries = data_queries(svc.catalog, _forms(request, svc))
         found = queries.raise_query(body.record_id, body.field, body.message, caller.username)
         entry.status = 201
@@ -470,7 +439,7 @@ def raise_query(
 @router.get("/queries/{query_id}", summary="A data query with its history")
 def get_query(query_id: int, request: Request, svc: ServicesDep, caller: ReaderDep) -> Response:
     """The query with ``history``: raise, answer, correct, close, reopen (who, when, text)."""
-    with _audited(request, svc, caller, "clinical.query", str(query_id)):
+    with audited(request, svc, caller, "clinical.query", str(query_id)):
         found = data_queries(svc.catalog, _forms(request, svc)).get(query_id)
     return _json(found.to_json())
 
@@ -480,7 +449,7 @@ def answer_query(
     query_id: int, body: AnswerBody, request: Request, svc: ServicesDep, caller: UploaderDep
 ) -> Response:
     """Open or answered → answered; 409 if the query is closed (a curator may reopen it)."""
-    with _audited(request, svc, caller, "clinical.query.answer", str(query_id)):
+    with audited(request, svc, caller, "clinical.query.answer", str(query_id)):
         found = data_queries(svc.catalog, _forms(request, svc)).answer(
             query_id, body.text, caller.username
         )
@@ -497,7 +466,7 @@ def close_query(
 ) -> Response:
     """Open or answered → closed, with an optional comment; 409 if already closed."""
     text = body.text if body is not None else None
-    with _audited(request, svc, caller, "clinical.query.close", str(query_id)):
+    with audited(request, svc, caller, "clinical.query.close", str(query_id)):
         found = data_queries(svc.catalog, _forms(request, svc)).close(
             query_id, caller.username, text
         )
@@ -509,7 +478,7 @@ def reopen_query(
     query_id: int, body: ReopenBody, request: Request, svc: ServicesDep, caller: CuratorDep
 ) -> Response:
     """Closed → open, saying why; 409 if the query is not closed."""
-    with _audited(request, svc, caller, "clinical.query.reopen", str(query_id)):
+    with audited(request, svc, caller, "clinical.query.reopen", str(query_id)):
         found = data_queries(svc.catalog, _forms(request, svc)).reopen(
             query_id, caller.username, body.text
         )
@@ -544,7 +513,7 @@ async def import_records(
         svc.audit.record(caller, "clinical.import", form, 415, client_of(request), "not JSON")
         return _unsupported(media)
     limit = min(MAX_IMPORT_BYTES, svc.http.max_upload_bytes)
-    with _audited(request, svc, caller, "clinical.import", form) as entry:
+    with audited(request, svc, caller, "clinical.import", form) as entry:
         records = _records_of(await _read_json(request, limit))
         report = await run_in_threadpool(_import, svc, forms, form, records, caller.username)
         entry.status = 200 if report.ok else 422

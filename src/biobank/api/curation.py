@@ -16,22 +16,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from biobank.access import Principal, Role
-from biobank.api.deps import AdminDep, PrincipalDep, Services, ServicesDep, client_of
-from biobank.api.errors import status_of
+from biobank.api.audit import audited
+from biobank.api.deps import AdminDep, PrincipalDep, ServicesDep
 from biobank.catalog.curation import CurationFilter, CurationRecords, Decision
 from biobank.catalog.jobs import JobRecords, JobState
 from biobank.curation.series import load_series_from_node
 from biobank.curation.sheet import contact_sheet
-from biobank.errors import BiobankError, PermissionDenied
+from biobank.errors import PermissionDenied
 
 router = APIRouter(prefix="/api/v1", tags=["curation"])
 
@@ -85,32 +82,6 @@ class RetryBody(BaseModel):
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-@dataclass
-class _Entry:
-    """The access-log detail of a call, filled in by the endpoint (no PHI, no comments)."""
-
-    detail: str = ""
-
-
-@contextmanager
-def _audited(
-    request: Request, svc: Services, caller: Principal, action: str, resource: str
-) -> Iterator[_Entry]:
-    """Record the call in the access log with its outcome, whether it succeeds or fails."""
-    entry = _Entry()
-    status = 200
-    try:
-        yield entry
-    except BiobankError as exc:
-        status = status_of(exc)
-        raise
-    except Exception:
-        status = 500
-        raise
-    finally:
-        svc.audit.record(caller, action, resource, status, client_of(request), entry.detail)
 
 
 def _finite(value: Any) -> Any:
@@ -180,7 +151,7 @@ def review_queue(
     ``label``, ``manufacturer`` and ``needs_review`` narrow the queue.
     """
     where = _filter(label, None, manufacturer, needs_review)
-    with _audited(request, svc, caller, "curation.queue", "*") as entry:
+    with audited(request, svc, caller, "curation.queue", "*") as entry:
         found = CurationRecords(svc.catalog).queue(
             decision, limit=limit, offset=offset, where=where
         )
@@ -205,7 +176,7 @@ def search_series(
     ``total`` counts every match; ``records`` holds one page of them.
     """
     where = _filter(label, decision, manufacturer, needs_review)
-    with _audited(request, svc, caller, "curation.search", "*") as entry:
+    with audited(request, svc, caller, "curation.search", "*") as entry:
         records = CurationRecords(svc.catalog)
         found = records.find(where, limit, offset)
         total = records.count(where)
@@ -236,7 +207,7 @@ def curation_facets(
     The filters (as for ``/curation/series``) count only the matching series.
     """
     where = _filter(label, decision, manufacturer, needs_review)
-    with _audited(request, svc, caller, "curation.facets", "*") as entry:
+    with audited(request, svc, caller, "curation.facets", "*") as entry:
         facets = CurationRecords(svc.catalog).facets(where)
         entry.detail = f"filters={json.dumps(where.to_json())}"
     return _json(facets)
@@ -245,7 +216,7 @@ def curation_facets(
 @router.get("/curation/series/{series}", summary="A series' curation record and history")
 def series_record(series: str, request: Request, svc: ServicesDep, caller: CuratorDep) -> Response:
     """The record (label, QC, decision, reasons) with ``history``: who did what, when, why."""
-    with _audited(request, svc, caller, "curation.series", series):
+    with audited(request, svc, caller, "curation.series", series):
         found = _record_with_history(CurationRecords(svc.catalog), series)
     return _json(found)
 
@@ -258,7 +229,7 @@ def decide_series(
 
     Answers the updated record with its history.
     """
-    with _audited(request, svc, caller, "curation.decide", series) as entry:
+    with audited(request, svc, caller, "curation.decide", series) as entry:
         entry.detail = f"decision={body.decision}"
         records = CurationRecords(svc.catalog)
         records.decide(series, Decision(body.decision), actor=caller.username, comment=body.comment)
@@ -271,7 +242,7 @@ def relabel_series(
     series: str, body: LabelBody, request: Request, svc: ServicesDep, caller: CuratorDep
 ) -> Response:
     """Record the caller's label (the classifier's stays in the history); the updated record."""
-    with _audited(request, svc, caller, "curation.relabel", series) as entry:
+    with audited(request, svc, caller, "curation.relabel", series) as entry:
         entry.detail = f"label={body.label}"
         records = CurationRecords(svc.catalog)
         records.relabel(series, body.label, actor=caller.username, comment=body.comment)
@@ -286,7 +257,7 @@ def study_record(study: str, request: Request, svc: ServicesDep, caller: Curator
     ``quarantine`` if any series is quarantined, ``approve`` if all are approved, ``exclude``
     if all are excluded, ``pending`` if any is undecided, else ``mixed``.
     """
-    with _audited(request, svc, caller, "curation.study", study) as entry:
+    with audited(request, svc, caller, "curation.study", study) as entry:
         found = CurationRecords(svc.catalog).study_state(study)
         entry.detail = f"state={found.state.value}"
     return _json(found.to_json())
@@ -300,7 +271,7 @@ def decide_study(
 
     Answers the study's updated state.
     """
-    with _audited(request, svc, caller, "curation.decide_study", study) as entry:
+    with audited(request, svc, caller, "curation.decide_study", study) as entry:
         entry.detail = f"decision={body.decision}"
         records = CurationRecords(svc.catalog)
         count = records.decide_study(
@@ -330,7 +301,7 @@ def series_sheet(
     Only slice indices are drawn, never header text. The pixels are those stored (de-identified
     on a site node; burned-in text is what the sheet helps to spot).
     """
-    with _audited(request, svc, caller, "curation.sheet", series) as entry:
+    with audited(request, svc, caller, "curation.sheet", series) as entry:
         volume = load_series_from_node(svc.catalog, svc.store, series)
         image = contact_sheet(volume, tile=tile, columns=columns)
         entry.detail = f"tile={tile} images={volume.shape[0]}"
@@ -350,7 +321,7 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> Response:
     """``{"counts": {state: n}, "jobs": [...]}``, newest first."""
-    with _audited(request, svc, caller, "curation.jobs", "*") as entry:
+    with audited(request, svc, caller, "curation.jobs", "*") as entry:
         records = JobRecords(svc.catalog)
         found = records.find(state=state, kind=kind, limit=limit)
         counts = records.counts()
@@ -365,7 +336,7 @@ def retry_jobs(body: RetryBody, request: Request, svc: ServicesDep, caller: Admi
     Ids of jobs that are not failed are left alone (and not counted).
     """
     ids = sorted(set(body.ids))
-    with _audited(request, svc, caller, "curation.jobs.retry", "*") as entry:
+    with audited(request, svc, caller, "curation.jobs.retry", "*") as entry:
         count = JobRecords(svc.catalog).retry(ids)
         entry.detail = f"ids={','.join(str(i) for i in ids[:50])} retried={count}"
     return _json({"retried": count})

@@ -20,18 +20,15 @@ the same rule. The MIABIS ``id``, ``name`` and ``description`` are query paramet
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from biobank.access import Principal, Role
-from biobank.api.deps import PrincipalDep, Services, ServicesDep, client_of
-from biobank.api.errors import status_of
+from biobank.api.audit import audited
+from biobank.api.deps import PrincipalDep, ServicesDep
 from biobank.datasets.exports import eucaim_view, miabis_collection
-from biobank.errors import BiobankError, PermissionDenied
+from biobank.errors import PermissionDenied
 
 router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
 
@@ -51,31 +48,6 @@ async def exporter(caller: PrincipalDep) -> Principal:
 ExporterDep = Annotated[Principal, Depends(exporter)]
 
 
-@dataclass
-class _Entry:
-    """The access-log detail of a call (a count; no PHI)."""
-
-    detail: str = ""
-
-
-@contextmanager
-def _audited(request: Request, svc: Services, caller: Principal, action: str) -> Iterator[_Entry]:
-    """Record the call in the access log with its outcome, whether it succeeds or fails."""
-    entry = _Entry()
-    status = 200
-    try:
-        yield entry
-    except BiobankError as exc:
-        status = status_of(exc)
-        raise
-    except Exception:
-        status = 500
-        raise
-    finally:
-        resource = action.replace(".", "s/", 1)
-        svc.audit.record(caller, action, resource, status, client_of(request), entry.detail)
-
-
 def _json(value: Any) -> Response:
     body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return Response(body.encode(), media_type="application/json")
@@ -84,7 +56,7 @@ def _json(value: Any) -> Response:
 @router.get("/eucaim", summary="The EUCAIM search view, one object per patient")
 def export_eucaim(request: Request, svc: ServicesDep, caller: ExporterDep) -> Response:
     """Every patient of the node with sex, diseases (tumour metadata) and image studies."""
-    with _audited(request, svc, caller, "export.eucaim") as entry:
+    with audited(request, svc, caller, "export.eucaim", "exports/eucaim") as entry:
         view = eucaim_view(svc.catalog)
         entry.detail = f"patients={len(view)}"
         return _json(view)
@@ -101,7 +73,7 @@ def export_miabis(
 ) -> Response:
     """MIABIS collection attributes computed from the catalogue (sex, ages, diseases, ...)."""
     config = svc.node.config
-    with _audited(request, svc, caller, "export.miabis") as entry:
+    with audited(request, svc, caller, "export.miabis", "exports/miabis") as entry:
         title = name or f"{config.site} imaging biobank"
         data = miabis_collection(
             svc.catalog,

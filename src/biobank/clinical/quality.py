@@ -42,7 +42,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from biobank.clinical.models import Condition, Form, Operator, Variable, VariableType
+from biobank.clinical.models import Condition, Form, Variable, VariableType
+from biobank.clinical.validate import condition_holds
 
 Row = tuple[int, str, str, Mapping[str, Any]]
 """One record as the repository gives it: ``(record_id, pseudonym, site, values)``."""
@@ -224,23 +225,11 @@ def _typed(variable: Variable, value: Any) -> Any:
 
 
 def _holds(condition: Condition, values: Mapping[str, Any], form: Form) -> bool:
-    """Whether ``condition`` holds (as validation decides it; an empty field fails)."""
+    """Whether ``condition`` holds, as validation decides it, on values typed by ``form``."""
     variable = form.variable(condition.field)
     raw = values.get(condition.field)
     value = _typed(variable, raw) if variable is not None else raw
-    if condition.op is Operator.ABSENT:
-        return value is None
-    if value is None:
-        return False
-    if condition.op is Operator.PRESENT:
-        return True
-    if condition.op is Operator.EQUALS:
-        return bool(value == condition.value)
-    if condition.op is Operator.NOT_EQUALS:
-        return bool(value != condition.value)
-    if condition.op is Operator.IN:
-        return value in condition.value
-    return value not in condition.value
+    return condition_holds(condition, {condition.field: value})
 
 
 def _conditions(variable: Variable) -> tuple[Condition, ...]:

@@ -429,7 +429,7 @@ def _keyed(
     return [dataclasses.replace(i, record_key=key) for i in issues]
 
 
-def _holds(condition: Condition, values: Mapping[str, Value]) -> bool:
+def condition_holds(condition: Condition, values: Mapping[str, Value]) -> bool:
     """Whether ``condition`` holds; a condition on an empty field is false unless ``absent``."""
     value = values.get(condition.field)
     if condition.op is Operator.ABSENT:
@@ -471,7 +471,7 @@ def _describe_all(conditions: Iterable[Condition]) -> str:
 def _failing(conditions: Iterable[Condition], values: Mapping[str, Value]) -> str:
     """Why the conditions do not hold: the first that fails, with the field's value."""
     for condition in conditions:
-        if not _holds(condition, values):
+        if not condition_holds(condition, values):
             value = values.get(condition.field)
             now = "empty" if value is None else _show(value)
             return f"{condition.field} is {now}"
@@ -577,7 +577,7 @@ def check_rules(
             not present
             and variable.required_when
             and not any(c.field in broken for c in variable.required_when)
-            and all(_holds(c, values) for c in variable.required_when)
+            and all(condition_holds(c, values) for c in variable.required_when)
         ):
             conditions = _describe_all(variable.required_when)
             issues.append(
@@ -595,7 +595,7 @@ def check_rules(
             present
             and variable.allowed_when
             and not any(c.field in broken for c in variable.allowed_when)
-            and not all(_holds(c, values) for c in variable.allowed_when)
+            and not all(condition_holds(c, values) for c in variable.allowed_when)
         ):
             conditions = _describe_all(variable.allowed_when)
             issues.append(
@@ -628,7 +628,7 @@ def _check_rule(
 ) -> ValidationIssue | None:
     if rule.left in broken or any(c.field in broken for c in rule.when):
         return None
-    if not all(_holds(c, values) for c in rule.when):
+    if not all(condition_holds(c, values) for c in rule.when):
         return None
     left = values.get(rule.left)
     if left is None:
