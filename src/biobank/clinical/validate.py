@@ -704,6 +704,7 @@ __all__ = [
     "check_rules",
     "coerce_record",
     "coerce_value",
+    "condition_holds",
     "describe_condition",
     "has_errors",
     "record_key",
