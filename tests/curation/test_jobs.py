@@ -45,3 +45,19 @@ def test_ingested_series_are_classified_and_measured(tmp_path: Path) -> None:
         assert record.qc is not None and record.qc["snr"] is not None
         assert record.decision in (Decision.APPROVE, Decision.QUARANTINE, Decision.EXCLUDE)
         assert record.decision_source == "rules"
+
+
+def test_qc_jobs_apply_the_thresholds_of_node_yaml(tmp_path: Path) -> None:
+    write_corpus(tmp_path / "in", patients=1, ct_slices=6, mr_slices=6, ct_size=48, mr_size=48)
+    node = init_node(tmp_path / "home", site="t", role=NodeRole.SITE)
+    ingest(node, [tmp_path / "in"], jobs=1)
+    strict = {"min_slices": 50}  # more slices than the series have: a hard failure
+    with node.open_catalog() as catalog:
+        context = JobContext(catalog.url, str(node.blob_root.resolve()), curation=strict)
+        curation = CurationRecords(catalog)
+        for series in catalog.find_series():
+            result = qc_series_job(context, series.series_instance_uid)
+            assert result["decision"] == "exclude", result
+            record = curation.get(series.series_instance_uid)
+            assert record.decision is Decision.EXCLUDE
+            assert any("slice" in reason for reason in record.decision_reasons)

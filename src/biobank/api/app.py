@@ -172,7 +172,9 @@ def _start_jobs(
     node: Node, catalog: Catalog, options: ServiceOptions, handlers: dict[str, Handler]
 ) -> tuple[BackgroundJobs, Executor]:
     executor = executor_for(options.dask_scheduler, options.job_workers)
-    context = JobContext(catalog.url, str(node.blob_root.resolve()))
+    context = JobContext(
+        catalog.url, str(node.blob_root.resolve()), curation=node.section("curation")
+    )
     jobs = BackgroundJobs(JobRunner(JobRecords(catalog), executor, handlers, context))
     jobs.start()
     logger.info("background jobs on %s: %s", executor.name, ", ".join(sorted(handlers)))

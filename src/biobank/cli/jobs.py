@@ -136,7 +136,9 @@ def run(
         raise fail(str(exc)) from None
     try:
         with node.open_catalog() as catalog:
-            context = JobContext(catalog.url, str(node.blob_root.resolve()))
+            context = JobContext(
+                catalog.url, str(node.blob_root.resolve()), curation=node.section("curation")
+            )
             runner = JobRunner(JobRecords(catalog), executor, HANDLERS, context)
             console.print(f"running jobs on {executor.name}", highlight=False)
             summary = runner.run_pending(limit=limit)

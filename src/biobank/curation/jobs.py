@@ -19,7 +19,7 @@ import pydicom
 from biobank.catalog import Catalog
 from biobank.catalog.curation import CurationRecords
 from biobank.curation.classify import classify_series
-from biobank.curation.qc import measure
+from biobank.curation.qc import QcRules, measure
 from biobank.curation.series import MAX_INSTANCES, load_series_from_node
 from biobank.errors import NotFound
 from biobank.jobs import JobContext
@@ -74,7 +74,7 @@ def qc_series_job(context: JobContext, series_instance_uid: str) -> dict[str, An
         if volume.modality not in MEASURED_MODALITIES:
             # The metrics are defined for CT and MR volumes; other series wait for a curator.
             return {"measured": False, "reason": f"no QC metrics for modality {volume.modality}"}
-        report = measure(volume)
+        report = measure(volume, QcRules.from_config(context.curation, "node.yaml"))
         result = report.to_json()
         CurationRecords(catalog).record_qc(
             series_instance_uid,

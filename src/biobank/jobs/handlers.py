@@ -8,7 +8,8 @@ its work; the runner records the message and retries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ class JobContext:
 
     catalog_url: str
     blob_root: str
+    curation: Mapping[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    """The node's ``curation:`` settings (plain data, so the context pickles to Dask workers):
+    the QC thresholds a ``qc-series`` job applies."""
 
 
 def verify_series(context: JobContext, series_instance_uid: str) -> dict[str, Any]:
