@@ -96,6 +96,8 @@ bench: install
 	  --json curation-results.json || rc=1; \
 	timeout --foreground -k 60 1800 $(BIN)/python bench/cohort.py --workdir "$$dir" \
 	  --json cohort-results.json || rc=1; \
+	timeout --foreground -k 60 900 $(BIN)/python bench/omop_sync.py --workdir "$$dir" \
+	  --json omop-sync-results.json || rc=1; \
 	exit $$rc
 
 clean:
