@@ -75,7 +75,7 @@ def _empty(url: str) -> None:
                 text(
                     # access_log is append-only (a trigger refuses TRUNCATE): tests of it
                     # take a database of their own (database_url).
-                    "TRUNCATE data_query_event, data_query, clinical_record_row, "
+                    "TRUNCATE cohort_series, data_query_event, data_query, clinical_record_row, "
                     "clinical_record_version, clinical_record, clinical_import, image_feature, "
                     "image_occurrence, episode_event, episode, death, specimen, drug_exposure, "
                     "observation, measurement, procedure_occurrence, condition_occurrence, "

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import insert, select
 
-from biobank.catalog import Catalog
+from biobank.catalog import Catalog, cohort_series
 from biobank.catalog.omop import (
     CONCEPT,
     CONDITION_OCCURRENCE,
@@ -218,3 +218,5 @@ def load(catalog: Catalog, people: list[Person]) -> None:
                         modality_concept_id=0,
                     )
                 )
+        # A bulk load bypasses the write paths that keep cohort_series: rebuild it.
+        cohort_series.rebuild(conn)

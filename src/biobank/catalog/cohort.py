@@ -13,13 +13,13 @@ What a criterion reads (:class:`Field`), by *entity*:
 - **series** — ``modality``, ``body_part``, ``manufacturer`` (catalogue ``series``),
   ``series_label``, ``orientation``, ``is3d``, ``contrast``, ``curation_decision``
   (``series_curation``) and ``age_at_imaging`` (the series date, else the study date, −
-  birth: the date ``image_occurrence_date`` is made from). A person's series are found
-  through the catalogue: ``person.person_source_value = patient.patient_pseudonym`` (both
-  unique) → ``study.patient_id`` → ``series.study_id`` → ``series_curation.series_id``.
-  This is the same set of series as the person's ``image_occurrence`` rows (the OMOP sync
-  makes one per catalogued series) but follows integer keys instead of a text UID per
-  series, several times faster on SQLite. Studies are counted by ``study.id`` (one per
-  Study Instance UID).
+  birth: the date ``image_occurrence_date`` is made from). A person's series are their
+  catalogued series (``person.person_source_value = patient.patient_pseudonym`` →
+  ``study.patient_id`` → ``series.study_id`` → ``series_curation.series_id``), the same set
+  as their ``image_occurrence`` rows. They are read from ``cohort_series``
+  (:mod:`biobank.catalog.cohort_series`), which holds those values per series (and the age
+  at imaging as ``age_span``) in two covering indexes, kept up to date at write time.
+  Studies are counted by ``study.id`` (one per Study Instance UID).
 - **variable** — a clinical variable ``<form>.<variable>``: the ``measurement`` and
   ``observation`` rows whose ``*_source_value`` is that name; numbers compare
   ``value_as_number``, codes ``value_source_value``.
@@ -49,13 +49,13 @@ Statements: :func:`count_cohort` first looks up the concepts of diagnosis codes
 (:func:`variable_tables`) — index probes — then runs **one** statement per count
 (:func:`compile_counts`; a stratified count with a multi-valued key runs a second one for
 the totals). Every value is a bound parameter; no SQL is built from a value. The same
-statements run on SQLite and PostgreSQL; the indexes they need are created by migration
-0005.
+statements run on SQLite and PostgreSQL; the indexes they need are created by migrations
+0005 and 0006 (``cohort_series``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,9 +81,9 @@ from biobank.catalog.cohort_sql import (
     age_span,
     birth_key,
     compare,
-    like_escape,
 )
 from biobank.catalog.omop import (
+    COHORT_SERIES,
     CONCEPT,
     CONDITION_OCCURRENCE,
     MEASUREMENT,
@@ -91,7 +91,7 @@ from biobank.catalog.omop import (
     PERSON,
 )
 from biobank.catalog.repository import Catalog
-from biobank.catalog.schema import PATIENT, SERIES, SERIES_CURATION, STUDY
+from biobank.catalog.schema import PATIENT, STUDY
 from biobank.errors import InvalidQuery
 
 # -- the compiler ----------------------------------------------------------------------------
@@ -148,26 +148,16 @@ class _Scope:
     variable: Any = None
 
 
-def _needs(criteria: Iterable[Criterion]) -> tuple[bool, bool, bool]:
-    """Whether series criteria need the person (an age), the series, the curation row."""
-    fields = {c.field for c in criteria}
-    return (
-        Field.AGE_AT_IMAGING in fields,
-        bool(fields & (set(_SERIES_FIELDS) | set(_CURATION_FIELDS))),
-        bool(fields & set(_CURATION_FIELDS)),
-    )
+def _manufacturer(lowered: Any, c: Criterion) -> Any:
+    """``c`` on a lower-cased manufacturer: the name, or a longer one starting with the word.
 
-
-def _manufacturer(column: Any, c: Criterion) -> Any:
-    lowered = func.lower(column)
+    The prefix is compared with ``substr`` (an equality) rather than ``LIKE``: several
+    times cheaper per row on SQLite, and the same on both backends.
+    """
+    words = sorted({str(v).lower() for v in c.values})
     matched = or_(
-        *(
-            or_(
-                lowered == str(v).lower(),
-                lowered.like(f"{like_escape(str(v).lower())} %", escape="\\"),
-            )
-            for v in c.values
-        )
+        lowered.in_(words) if len(words) > 1 else lowered == words[0],
+        *(func.substr(lowered, 1, len(word) + 1) == f"{word} " for word in words),
     )
     return ~matched if c.op is Op.NOT_EQUALS else matched
 
@@ -302,16 +292,17 @@ def _row_condition(node: Operation | Criterion, scope: _Scope) -> Any:
     if c.field is Field.AGE_AT_DIAGNOSIS:
         span = age_span(scope.condition.c.condition_start_date, scope.person)
         return age_condition(span, c.op, c.values)
-    if c.field is Field.AGE_AT_IMAGING:
-        imaged = func.coalesce(scope.series.c.series_date, scope.study.c.study_date)
-        return age_condition(age_span(imaged, scope.person), c.op, c.values)
+    if c.field is Field.AGE_AT_IMAGING:  # precomputed in cohort_series
+        return age_condition(scope.series.c.age_span, c.op, c.values)
     if c.field is Field.VARIABLE:
         return compare(_variable_column(scope.variable, c), c.op, c.values)
-    if c.field is Field.MANUFACTURER and c.op in (Op.EQUALS, Op.IN, Op.NOT_EQUALS):
-        return _manufacturer(scope.series.c.manufacturer, c)
+    if c.field is Field.MANUFACTURER:
+        lowered = scope.series.c.manufacturer_lower
+        if c.op in (Op.EQUALS, Op.IN, Op.NOT_EQUALS):
+            return _manufacturer(lowered, c)
+        return compare(lowered, c.op, c.values, nocase=True)
     if c.field in _SERIES_FIELDS:
-        column = scope.series.c[_SERIES_FIELDS[c.field]]
-        return compare(column, c.op, c.values, nocase=c.field is Field.MANUFACTURER)
+        return compare(scope.series.c[_SERIES_FIELDS[c.field]], c.op, c.values)
     return compare(scope.curation.c[_CURATION_FIELDS[c.field]], c.op, c.values)
 
 
@@ -424,50 +415,21 @@ class _Compiler:
     def _series_rows(
         self, criteria: Sequence[Criterion], person: Any = None
     ) -> tuple[_Scope, Select[Any]]:
-        """The series of a person: ``patient`` (by pseudonym) → ``study`` → ``series``.
+        """The series of a person: their rows of ``cohort_series``.
 
         ``person``: the outer person of a correlated sub-query; otherwise the statement
-        selects the ``person_id`` of every series that matches.
+        selects the ``person_id`` of every series that matches (``criteria`` are read from
+        the one table, the age at imaging included).
         """
-        _age, _series, with_curation = _needs(criteria)
-        correlated = person is not None
-        scope = _Scope(
-            person=person if correlated else self._alias(PERSON, "pi"),
-            patient=self._alias(PATIENT, "pa"),
-            study=self._alias(STUDY, "st"),
-            series=self._alias(SERIES, "s"),
-        )
-        source = _series_source(scope, with_curation=with_curation)
-        if correlated:
+        rows = self._alias(COHORT_SERIES, "cs")
+        scope = _Scope(series=rows, curation=rows)
+        if person is not None:
             stmt = (
-                select(literal(1))
-                .select_from(source)
-                .where(scope.patient.c.patient_pseudonym == person.c.person_source_value)
+                select(literal(1)).select_from(rows).where(rows.c.person_id == person.c.person_id)
             )
         else:
-            source = source.join(
-                scope.person,
-                scope.person.c.person_source_value == scope.patient.c.patient_pseudonym,
-            )
-            stmt = select(scope.person.c.person_id).select_from(source)
+            stmt = select(rows.c.person_id)
         return scope, stmt
-
-
-def _series_source(scope: _Scope, *, with_curation: bool) -> Any:
-    """``patient JOIN study JOIN series [LEFT JOIN series_curation]``.
-
-    The catalogue's own keys (integers, indexed: ``study.patient_id``, ``series.study_id``)
-    lead from a patient to their series — cheaper than ``image_occurrence``, which holds
-    the same series (one row per catalogued series, by Series Instance UID) but joins the
-    catalogue on a text UID per series.
-    """
-    source = scope.patient.join(scope.study, scope.study.c.patient_id == scope.patient.c.id).join(
-        scope.series, scope.series.c.study_id == scope.study.c.id
-    )
-    if with_curation:
-        scope.curation = SERIES_CURATION.alias(f"{scope.series.name}c")
-        source = source.outerjoin(scope.curation, scope.curation.c.series_id == scope.series.c.id)
-    return source
 
 
 def _series_part(tree: Operation | Criterion) -> Operation | Criterion:
@@ -564,52 +526,64 @@ def compile_counts(
     tree: Operation,
     strata: Sequence[Stratum] = (),
     variable_tables: dict[str, tuple[str, ...]] | None = None,
+    *,
+    per_study: bool = False,
 ) -> Select[Any]:
     """The one statement counting ``tree`` (see the module docstring for what is counted).
+
+    ``per_study``: count a query with series criteria only by grouping its series per study
+    first (faster on PostgreSQL; same counts).
 
     Unstratified: one row ``(persons, studies, series)``. Stratified: rows ``(level,
     <stratum values...>, persons, studies, series)``; ``level`` says whether the persons of
     the row count (:data:`PERSONS_LEVEL`) or only its studies and series.
 
-    Most queries are counted in a single pass over ``person JOIN`` their studies and series:
-    a query without series criteria joins every study (``LEFT JOIN``: persons without images
-    count; a study's series are ``study.number_of_series``, kept by ingest), a conjunction
-    with series criteria joins the matching series only (a person counts when one of their
-    series matches and the other criteria hold). Other trees (an OR across a series criterion
-    and something else) select the persons first (a CTE), then their matching series.
+    Most queries are counted in a single pass: a query without series criteria joins every
+    study of the persons (``LEFT JOIN``: persons without images count; a study's series are
+    ``study.number_of_series``, kept by ingest), a conjunction with series criteria joins
+    the matching rows of ``cohort_series`` only (a person counts when one of their series
+    matches and the other criteria hold; with series criteria only, ``person`` is not read).
+    Other trees (an OR across a series criterion and something else) select the persons
+    first (a CTE), then their matching series.
     """
     series_criteria = [c for c in _criteria(tree) if c.field.entity is Entity.SERIES]
     wanted = set(strata)
-    _age, _series, with_curation = _needs(series_criteria)
-    with_curation = with_curation or bool(wanted & _CURATION_STRATA)
     with_series = bool(series_criteria) or bool(wanted & (_SERIES_STRATA | _CURATION_STRATA))
     with_series = with_series or Stratum.DIAGNOSIS in wanted
     only_series = bool(series_criteria) and len(series_criteria) == len(_criteria(tree))
     single_pass = not series_criteria or only_series or _conjunctive(tree)
 
     compiler = _Compiler(variable_tables)
-    bound = _Scope(
-        person=PERSON.alias("p"),
-        patient=PATIENT.alias("pa"),
-        study=STUDY.alias("st"),
-        series=SERIES.alias("s"),
-    )
+    bound = _Scope(person=PERSON.alias("p"))
     person = bound.person
-    # Joined flat (no parenthesised join, which SQLite would materialise whole); LEFT JOINs
-    # when persons without images count (no series criteria).
+    # Series-level queries read cohort_series (one row per series of a person, the series
+    # criteria and the age at imaging in covering indexes); the others join the studies.
+    # LEFT JOINs when persons without images count (no series criteria).
     outer = not series_criteria
-    source: Any = person.join(
-        bound.patient,
-        bound.patient.c.patient_pseudonym == person.c.person_source_value,
-        isouter=outer,
-    ).join(bound.study, bound.study.c.patient_id == bound.patient.c.id, isouter=outer)
+    source: Any
     if with_series:
-        source = source.join(
-            bound.series, bound.series.c.study_id == bound.study.c.id, isouter=outer
+        bound.series = bound.curation = COHORT_SERIES.alias("cs")
+        # Only series criteria and no person-level strata: the person is not read at all.
+        person_free = only_series and single_pass and not wanted & _PERSON_STRATA
+        source = (
+            bound.series
+            if person_free
+            else person.join(
+                bound.series, bound.series.c.person_id == person.c.person_id, isouter=outer
+            )
         )
-    if with_curation:
-        bound.curation = SERIES_CURATION.alias("sc")
-        source = source.outerjoin(bound.curation, bound.curation.c.series_id == bound.series.c.id)
+        person_key = bound.series.c.person_id if person_free else person.c.person_id
+        study_key = bound.series.c.study_id
+    else:
+        person_free = False
+        # Joined flat (no parenthesised join, which SQLite would materialise whole).
+        bound.patient = PATIENT.alias("pa")
+        bound.study = STUDY.alias("st")
+        source = person.outerjoin(
+            bound.patient, bound.patient.c.patient_pseudonym == person.c.person_source_value
+        ).outerjoin(bound.study, bound.study.c.patient_id == bound.patient.c.id)
+        person_key = person.c.person_id
+        study_key = bound.study.c.id
     if Stratum.DIAGNOSIS in wanted:
         bound.condition = CONDITION_OCCURRENCE.alias("cod")
         bound.variable = CONCEPT.alias("cnd")  # the diagnosis' concept, for its name
@@ -638,20 +612,35 @@ def compile_counts(
             compiler.predicate(_series_part(tree), person, bound),
         ]
         person_level = False
-    persons = func.count(func.distinct(person.c.person_id))
-    studies = func.count(func.distinct(bound.study.c.id))
+    persons = func.count(func.distinct(person_key))
+    studies = func.count(func.distinct(study_key))
     if with_series and Stratum.DIAGNOSIS in wanted:
-        series: Any = func.count(func.distinct(bound.series.c.id))
+        series: Any = func.count(func.distinct(bound.series.c.series_id))
     elif with_series:
-        # One row per series (person → patient and series → curation are one to one):
-        # count(*) is exact and saves SQLite a temporary B-tree of every series id.
-        series = func.count(bound.series.c.id)
+        # One row per series: count() is exact and saves a sort or B-tree of series ids.
+        series = func.count(bound.series.c.series_id)
     else:
         series = func.coalesce(func.sum(bound.study.c.number_of_series), 0)
 
     if not strata:
         counted = select(persons.label("persons"), studies.label("studies"), series.label("series"))
         counted = counted.select_from(source).where(*where)
+        if person_level and per_study and with_series and person_free:
+            # Series criteria only, on PostgreSQL: group the matching series by study (a
+            # hash aggregate) and count persons over the studies, instead of sorting every
+            # matching series twice for two count(DISTINCT) (~25 % faster; not on SQLite).
+            grouped = (
+                select(person_key.label("person_id"), series.label("series"))
+                .select_from(source)
+                .where(*where)
+                .group_by(person_key, study_key)
+                .subquery("per_study")
+            )
+            return select(
+                func.count(func.distinct(grouped.c.person_id)).label("persons"),
+                func.count().label("studies"),
+                func.coalesce(func.sum(grouped.c.series), 0).label("series"),
+            )
         if person_level:
             return counted
         # An OR with series criteria: persons from the CTE (some may have no series).
@@ -663,6 +652,26 @@ def compile_counts(
         )
 
     keys = [_stratum_column(s, bound).label(s.value) for s in strata]
+    if person_level and wanted <= _SINGLE_VALUED:
+        # Strata with one value per person (gender, age decade): count each person's studies
+        # and series first, then group the persons, so a stratum (the age decade's look-up
+        # of the first diagnosis) is computed once per person rather than once per study
+        # or series row, and no count(DISTINCT) runs over every row.
+        per_person = (
+            select(*keys, studies.label("studies"), series.label("series"))
+            .select_from(source)
+            .where(*where)
+            .group_by(person.c.person_id)  # the keys are functions of the person
+            .subquery("per_person")
+        )
+        outer_keys = [per_person.c[s.value] for s in strata]
+        return select(
+            literal(ALL_LEVEL).label("level"),
+            *outer_keys,
+            func.count().label("persons"),
+            func.coalesce(func.sum(per_person.c.studies), 0).label("studies"),
+            func.coalesce(func.sum(per_person.c.series), 0).label("series"),
+        ).group_by(*outer_keys)
     level = ALL_LEVEL if person_level else SERIES_LEVEL
     stratified = (
         select(
@@ -734,8 +743,9 @@ def count_cohort(catalog: Catalog, tree: Operation, strata: Sequence[Stratum] = 
         )
     tree = resolve_codes(catalog, tree)
     tables = variable_tables(catalog, tree)
-    stmt = compile_counts(tree, strata, tables)
     with catalog._reading("counting a cohort") as conn:
+        per_study = conn.dialect.name == "postgresql"
+        stmt = compile_counts(tree, strata, tables, per_study=per_study)
         rows = conn.execute(stmt).all()
         if not strata:
             persons, studies, series = rows[0]
@@ -744,7 +754,7 @@ def count_cohort(catalog: Catalog, tree: Operation, strata: Sequence[Stratum] = 
             # Every person (and so every study and series) is in exactly one stratum.
             total: Sequence[Any] = [sum(int(row[i] or 0) for row in rows) for i in (-3, -2, -1)]
         else:
-            total = conn.execute(compile_counts(tree, (), tables)).one()
+            total = conn.execute(compile_counts(tree, (), tables, per_study=per_study)).one()
     by_values: dict[tuple[str, ...], dict[str, int]] = {}
     # Persons come from the rows of level "all" or "persons"; from "series" rows only when
     # there are no "persons" rows (an OR with series criteria, stratified by series).

@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, insert, select, true, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from biobank.catalog import cohort_series
 from biobank.catalog.repository import Catalog
 from biobank.catalog.schema import CURATION_EVENT, SERIES, SERIES_CURATION, STUDY
 from biobank.errors import InvalidInput, NotFound
@@ -385,6 +386,7 @@ class CurationRecords:
                 .where(SERIES_CURATION.c.series_id == series_id)
                 .values(values)
             )
+            cohort_series.refresh_series(conn, [series_id])  # the decision, for cohorts
             if changed:
                 detail = {"decision": decision.value, "reasons": list(reasons)}
                 self._event(conn, series_id, RULES, "cohort", detail, now)
@@ -455,6 +457,7 @@ class CurationRecords:
                     needs_review=False,
                 )
             )
+            cohort_series.refresh_series(conn, [series_id])  # the decision, for cohorts
             self._event(conn, series_id, actor, decision.value, {"comment": comment}, now)
 
     def decide_study(
@@ -495,6 +498,7 @@ class CurationRecords:
                 )
                 detail = {"comment": comment, "study": study_instance_uid}
                 self._event(conn, series_id, actor, decision.value, detail, now)
+            cohort_series.refresh_series(conn, series_ids)  # the decisions, for cohorts
         return len(series_ids)
 
     def relabel(self, series_instance_uid: str, label: str, *, actor: str, comment: str) -> None:
@@ -513,6 +517,7 @@ class CurationRecords:
                 .where(SERIES_CURATION.c.series_id == series_id)
                 .values(label=label, needs_review=False)
             )
+            cohort_series.refresh_series(conn, [series_id])  # the label, for cohorts
             detail = {"from": old, "to": label, "comment": comment}
             self._event(conn, series_id, actor, "relabel", detail, now)
 
@@ -723,6 +728,8 @@ class CurationRecords:
         conn.execute(
             update(SERIES_CURATION).where(SERIES_CURATION.c.series_id == series_id).values(values)
         )
+        # Label, orientation, 3D, contrast, decision: what cohort criteria read.
+        cohort_series.refresh_series(conn, [series_id])
 
     @staticmethod
     def _event(

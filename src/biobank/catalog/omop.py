@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -512,7 +513,30 @@ DATA_QUERY_EVENT = Table(
 )
 """The history of a data query: raised, answered, corrected, closed, reopened."""
 
+COHORT_SERIES = Table(
+    "cohort_series",
+    Base.metadata,
+    # One row per catalogued series of a known person: what the cohort compiler's series
+    # criteria read, denormalised from person, patient, study, series and series_curation
+    # (biobank.catalog.cohort_series keeps it up to date at write time; migration 0006).
+    Column("series_id", Integer(), primary_key=True, autoincrement=False),
+    Column("person_id", Integer(), nullable=False),
+    Column("study_id", Integer(), nullable=False),
+    Column("modality", String(16), nullable=True),
+    Column("body_part_examined", String(64), nullable=True),
+    Column("manufacturer", Text(), nullable=True),
+    Column("manufacturer_lower", Text(), nullable=True),
+    Column("label", String(16), nullable=True),
+    Column("orientation", String(16), nullable=True),
+    Column("is3d", Boolean(), nullable=True),
+    Column("contrast", Boolean(), nullable=True),
+    Column("decision", String(16), nullable=True),
+    Column("image_date", Date(), nullable=True),
+    Column("age_span", Integer(), nullable=True),
+)
+
 PLATFORM_TABLES = (
+    COHORT_SERIES,
     CLINICAL_IMPORT,
     CLINICAL_RECORD,
     CLINICAL_RECORD_VERSION,
@@ -528,6 +552,7 @@ __all__ = [
     "CLINICAL_RECORD",
     "CLINICAL_RECORD_ROW",
     "CLINICAL_RECORD_VERSION",
+    "COHORT_SERIES",
     "CONCEPT",
     "CONDITION_OCCURRENCE",
     "DATA_QUERY",
@@ -593,3 +618,22 @@ Index(
     SERIES.c.manufacturer,
     SERIES.c.id,
 )
+
+# --- The compiler's per-series table (biobank.catalog.cohort_series; migration 0006) ---------
+COHORT_SERIES_INDEXES = (
+    (
+        "ix_cohort_series_person",
+        ("person_id", "study_id", "modality", "body_part_examined", "label", "orientation",
+         "decision", "age_span", "manufacturer_lower", "is3d", "contrast", "series_id"),
+    ),
+    (
+        "ix_cohort_series_modality",
+        ("modality", "body_part_examined", "decision", "label", "orientation", "age_span",
+         "person_id", "study_id", "manufacturer_lower", "is3d", "contrast", "series_id"),
+    ),
+)  # fmt: skip
+"""Two covering indexes (every column a count reads, so PostgreSQL scans index only): a
+person's series (a conjunction driven by clinical criteria), and series by their own
+criteria (a query with series criteria only)."""
+for _name, _columns in COHORT_SERIES_INDEXES:
+    Index(_name, *(COHORT_SERIES.c[column] for column in _columns))

@@ -56,6 +56,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, Table, and_, bindparam, func, select, update
 
+from biobank.catalog import cohort_series
 from biobank.catalog.omop import (
     CONCEPT,
     IMAGE_FEATURE,
@@ -629,6 +630,8 @@ def _sync_chunk(conn: Connection, batch: list[_Series]) -> SyncReport:
     )
     features = _write_features(conn, batch, occurrence_ids, persons)
     refresh_observation_periods(conn, persons.values())
+    # cohort_series: the chunk's new series, and ages if a birth was filled from a header.
+    cohort_series.refresh_persons(conn, persons.values())
     return SyncReport(
         series=len(batch), persons=len(persons), procedures=len(new_studies), features=features
     )
@@ -761,8 +764,16 @@ def sync_catalog_imaging(catalog: Catalog, series_uids: Iterable[str] | None = N
 
 
 def sync_imaging_all(catalog: Catalog) -> SyncReport:
-    """Map every series not yet in OMOP (``biobank omop sync``)."""
-    return sync_catalog_imaging(catalog, None)
+    """Map every series not yet in OMOP (``biobank omop sync``), then rebuild ``cohort_series``.
+
+    The rebuild (:func:`biobank.catalog.cohort_series.rebuild`) repairs whatever a write
+    outside the maintained paths left behind.
+    """
+    report = sync_catalog_imaging(catalog, None)
+    with catalog._writing("rebuilding the cohort series table") as conn:
+        rows = cohort_series.rebuild(conn)
+    logger.info("omop: cohort_series rebuilt (%d series)", rows)
+    return report
 
 
 def sync_imaging_quietly(catalog: Catalog, series_uids: Iterable[str] | None) -> SyncReport | None:

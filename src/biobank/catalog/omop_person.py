@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, Date, delete, func, insert, select, union_all, update
 
+from biobank.catalog import cohort_series
 from biobank.catalog.omop import (
     CONDITION_OCCURRENCE,
     DEATH,
@@ -38,6 +39,8 @@ from biobank.catalog.omop import (
 UNKNOWN = 0
 """Concept 0 ("No matching concept"), and the year of birth of a person of unknown age."""
 PERIOD_TYPE_EHR = 32817
+_BIRTH = frozenset({"year_of_birth", "month_of_birth", "day_of_birth"})
+"""Person columns that ``cohort_series`` derives ages from."""
 
 
 def ensure_persons(conn: Connection, pseudonyms: Iterable[str]) -> dict[str, int]:
@@ -64,6 +67,8 @@ def ensure_persons(conn: Connection, pseudonyms: Iterable[str]) -> dict[str, int
             ],
         )
         found.update(_person_ids(conn, missing))
+        # cohort_series: series catalogued before their person existed get their rows.
+        cohort_series.refresh_persons(conn, (found[pseudonym] for pseudonym in missing))
     return found
 
 
@@ -109,8 +114,10 @@ def set_demographics(
         }
         if rest:
             conn.execute(statement.values(rest))
-        return
-    conn.execute(statement.values(values))
+    else:
+        conn.execute(statement.values(values))
+    if _BIRTH & values.keys():  # cohort_series holds ages at imaging: recompute them
+        cohort_series.refresh_persons(conn, [person_id])
 
 
 _DATED = (

@@ -14,8 +14,8 @@ Create Date: 2026-12-06 11:00:00+00:00
 from __future__ import annotations
 
 import csv
-import io
 import datetime as dt
+import io
 from collections.abc import Sequence
 from importlib import resources
 
