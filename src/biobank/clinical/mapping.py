@@ -283,37 +283,38 @@ class _Mapper:
     def _measurement(
         self, variable: Variable, target: OmopTarget, value: Value, date: dt.date
     ) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "measurement_concept_id": self.seed.concept_id(target.concept),
-            "measurement_date": date,
-            "measurement_type_concept_id": self.crf,
-            "measurement_source_value": self._source(variable),
-            "measurement_source_concept_id": NO_MATCHING_CONCEPT,
-            "value_source_value": _truncate(_as_text(value)),
-        }
-        row.update(self._value(variable, target, value, as_string=False))
-        if target.event is not None:
-            self.pending_events.append(
-                (row, target.event, "measurement_event_id", "meas_event_field_concept_id")
-            )
-        return row
+        return self._fact(
+            "measurement", variable, target, value, date, "meas_event_field_concept_id"
+        )
 
     def _observation(
         self, variable: Variable, target: OmopTarget, value: Value, date: dt.date
     ) -> dict[str, Any]:
+        return self._fact(
+            "observation", variable, target, value, date, "obs_event_field_concept_id"
+        )
+
+    def _fact(
+        self,
+        table: str,
+        variable: Variable,
+        target: OmopTarget,
+        value: Value,
+        date: dt.date,
+        event_field: str,
+    ) -> dict[str, Any]:
+        """A ``measurement`` or ``observation`` row: the two tables share their shape."""
         row: dict[str, Any] = {
-            "observation_concept_id": self.seed.concept_id(target.concept),
-            "observation_date": date,
-            "observation_type_concept_id": self.crf,
-            "observation_source_value": self._source(variable),
-            "observation_source_concept_id": NO_MATCHING_CONCEPT,
+            f"{table}_concept_id": self.seed.concept_id(target.concept),
+            f"{table}_date": date,
+            f"{table}_type_concept_id": self.crf,
+            f"{table}_source_value": self._source(variable),
+            f"{table}_source_concept_id": NO_MATCHING_CONCEPT,
             "value_source_value": _truncate(_as_text(value)),
         }
-        row.update(self._value(variable, target, value, as_string=True))
+        row.update(self._value(variable, target, value, as_string=table == "observation"))
         if target.event is not None:
-            self.pending_events.append(
-                (row, target.event, "observation_event_id", "obs_event_field_concept_id")
-            )
+            self.pending_events.append((row, target.event, f"{table}_event_id", event_field))
         return row
 
     def _procedure(
